@@ -1,0 +1,1 @@
+"""Pure functions on arrays (no parameters): token, depth, redundancy and glimpse attention."""

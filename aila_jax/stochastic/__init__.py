@@ -1,0 +1,1 @@
+"""Gradient estimators for stochastic (hard-attention) models, as pure functions."""
