@@ -1,0 +1,27 @@
+"""Models looked up by name: ``get_model(name, num_classes=..., **kwargs)``."""
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+
+from aila_jax.errors import ConfigError
+from aila_jax.models.simple import CNN, MLP
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "cnn": CNN,
+}
+
+
+def get_model(name: str, **kwargs: Any) -> nn.Module:
+  """Builds model ``name`` with ``kwargs`` (from ``config.model``); clear errors for bad names/keys."""
+  if name not in MODELS:
+    raise ConfigError(f"config.model_name: unknown model {name!r}; expected one of {sorted(MODELS)}")
+  cls = MODELS[name]
+  fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
+  unknown = sorted(set(kwargs) - fields)
+  if unknown:
+    raise ConfigError(f"config.model: model {name!r} takes no argument(s) {unknown}; "
+                      f"it takes {sorted(fields)}")
+  return cls(**kwargs)

@@ -1,0 +1,99 @@
+"""Validation of a training config before anything is built or compiled.
+
+Each problem raises :class:`aila_jax.errors.ConfigError` naming the key, the
+expectation and the value that came.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from aila_jax.errors import ConfigError, config_error
+from aila_jax.train.optim import OPTIMIZERS, SCHEDULES
+
+_NUM = (int, float)
+
+
+def _type_name(t) -> str:
+  if isinstance(t, tuple):
+    return " or ".join(x.__name__ for x in t)
+  return t.__name__
+
+
+# key -> (types, predicate or None, description of the valid range)
+_SPEC: dict[str, tuple[Any, Callable[[Any], bool] | None, str]] = {
+    "seed": (int, lambda v: v >= 0, "an int >= 0"),
+    "dataset": (str, None, "a dataset name"),
+    "data_dir": ((str, type(None)), None, "a folder path or None"),
+    "data_source": (str, lambda v: v in ("auto", "local", "tfds"), "'auto', 'local' or 'tfds'"),
+    "tfds_download": (bool, None, "a bool"),
+    "augment": (str, None, "an augmentation name"),
+    "worker_count": (int, lambda v: v >= 0, "an int >= 0"),
+    "model_name": (str, None, "a model name"),
+    "task": (str, None, "a task name"),
+    "label_smoothing": (_NUM, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "batch_size": (int, lambda v: v > 0, "an int > 0"),
+    "eval_batch_size": (int, lambda v: v > 0, "an int > 0"),
+    "num_train_steps": (int, lambda v: v > 0, "an int > 0"),
+    "dtype": (str, lambda v: v in ("float32", "bfloat16"), "'float32' or 'bfloat16'"),
+    "log_every": (int, lambda v: v > 0, "an int > 0"),
+    "eval_every": (int, lambda v: v >= 0, "an int >= 0 (0: only at the end)"),
+    "checkpoint_every": (int, lambda v: v > 0, "an int > 0"),
+    "keep_checkpoints": (int, lambda v: v >= 1, "an int >= 1"),
+    "multihost": (bool, None, "a bool"),
+    "progress": (bool, None, "a bool"),
+    "optimizer.name": (str, lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+    "optimizer.learning_rate": (_NUM, lambda v: v > 0, "a number > 0"),
+    "optimizer.momentum": (_NUM, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "optimizer.b1": (_NUM, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "optimizer.b2": (_NUM, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "optimizer.eps": (_NUM, lambda v: v > 0, "a number > 0"),
+    "optimizer.weight_decay": (_NUM, lambda v: v >= 0, "a number >= 0"),
+    "optimizer.grad_clip_norm": ((int, float, type(None)), lambda v: v is None or v > 0,
+                                 "a number > 0 or None"),
+    "schedule.name": (str, lambda v: v in SCHEDULES, f"one of {SCHEDULES}"),
+    "schedule.warmup_steps": (int, lambda v: v >= 0, "an int >= 0"),
+    "schedule.end_factor": (_NUM, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "schedule.boundaries": ((tuple, list), lambda v: all(isinstance(b, int) and b > 0 for b in v),
+                            "a tuple of step numbers > 0"),
+    "schedule.factor": (_NUM, lambda v: v > 0, "a number > 0"),
+}
+_REQUIRED = ("seed", "dataset", "model_name", "task", "batch_size", "eval_batch_size",
+             "num_train_steps", "optimizer.name", "optimizer.learning_rate", "schedule.name")
+_FREE = ("model",)  # kwargs checked by the model's own constructor
+
+
+def _flatten(cfg, prefix=""):
+  out = {}
+  for k, v in cfg.items():
+    key = f"{prefix}{k}"
+    if hasattr(v, "items") and key not in _FREE:
+      out.update(_flatten(v, key + "."))
+    else:
+      out[key] = v
+  return out
+
+
+def check_config(config) -> None:
+  """Raises ConfigError for unknown keys, missing keys, wrong types and out-of-range values."""
+  flat = _flatten(config)
+  for key in _REQUIRED:
+    if key not in flat:
+      raise ConfigError(f"config.{key}: required but missing")
+  for key, value in flat.items():
+    if key in _FREE:
+      continue
+    if key not in _SPEC:
+      known = sorted(k for k in _SPEC if k.split(".")[0] == key.split(".")[0]) or sorted(_SPEC)
+      raise ConfigError(f"config.{key}: unknown key (a typo?); known keys here: {known}")
+    types, pred, desc = _SPEC[key]
+    # bool is an int in Python; do not accept True for an int field, nor 1 for a bool.
+    ok_type = isinstance(value, types) and not (isinstance(value, bool) and types in (int, _NUM))
+    if types is bool:
+      ok_type = isinstance(value, bool)
+    if not ok_type:
+      raise config_error(key, f"{desc} (type {_type_name(types)})", value)
+    if pred is not None and not pred(value):
+      raise config_error(key, desc, value)
+  if flat["eval_batch_size"] <= 0:
+    raise config_error("eval_batch_size", "an int > 0", flat["eval_batch_size"])

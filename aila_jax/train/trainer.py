@@ -1,0 +1,246 @@
+"""One trainer for every task: ``train_and_evaluate(config, workdir)``.
+
+Data parallel over every device (of every process) with ``jax.jit`` on a
+``Mesh``: batches are sharded over the ``data`` axis, the train state is
+replicated, and the state's buffers are donated to each step. Running again on
+the same workdir resumes from the latest readable checkpoint, data iterator
+included, so a run that was killed ends with the same parameters and metrics as
+one that was not (bit for bit on CPU).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import signal
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from aila_jax import models, tasks
+from aila_jax.data import pipeline, sources
+from aila_jax.train import checkpoint, config_check, metrics as metrics_lib, optim, sharding
+from aila_jax.train.state import TrainState, param_count, unfreeze
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss (or gradient norm) became NaN or Inf."""
+
+
+def train_step(state: TrainState, batch: dict, *, task, schedule) -> tuple[TrainState, dict]:
+  """One optimizer update; returns the new state and this step's metrics (batch means)."""
+  rng = jax.random.fold_in(state.rng, state.step)
+  mutable = list(state.model_state.keys())
+
+  def loss_fn(params):
+    if mutable:
+      (logits, _), new_model_state = state.apply_fn(
+          state.variables(params), task.inputs(batch), train=True, rngs={"dropout": rng},
+          mutable=mutable)
+    else:
+      logits, _ = state.apply_fn(state.variables(params), task.inputs(batch), train=True,
+                                 rngs={"dropout": rng})
+      new_model_state = state.model_state
+    loss, step_metrics = task.loss_and_metrics(logits, batch)
+    return loss, (step_metrics, new_model_state)
+
+  (_, (step_metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  step_metrics = dict(step_metrics, grad_norm=optax.global_norm(grads),
+                      learning_rate=jnp.asarray(schedule(state.step), jnp.float32))
+  return state.apply_gradients(grads, model_state=new_model_state), step_metrics
+
+
+def eval_step(state: TrainState, batch: dict, *, task) -> dict:
+  logits, _ = state.apply_fn(state.variables(), task.inputs(batch), train=False)
+  return task.eval_sums(logits, batch)
+
+
+def _build_state(model, tx, spec, seed: int, mesh) -> TrainState:
+  root = jax.random.PRNGKey(seed)
+  init_rng, dropout_rng, state_rng = jax.random.split(root, 3)
+  dummy = jnp.zeros((1,) + spec.image_shape, jnp.float32)
+
+  def init():
+    variables = unfreeze(model.init({"params": init_rng, "dropout": dropout_rng}, dummy, train=False))
+    params = variables.pop("params")
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx, model_state=variables,
+                             rng=state_rng)
+
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))()
+
+
+def evaluate(state, eval_fn, batches, batch_sharding) -> dict[str, float]:
+  """Sums ``eval_fn`` over all batches on device, then divides by the example count."""
+  total = None
+  for batch in batches:
+    sums = eval_fn(state, sharding.to_global(batch, batch_sharding))
+    total = sums if total is None else jax.tree_util.tree_map(jnp.add, total, sums)
+  total = jax.device_get(total)
+  count = float(total.pop("count"))
+  return {f"eval/{k}": float(v) / max(count, 1.0) for k, v in total.items()} | {"eval/count": count}
+
+
+class _Preemption:
+  """SIGTERM -> save a checkpoint at the end of the current step and exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handler)
+    except ValueError:  # not the main thread (e.g. inside a notebook kernel thread)
+      self._previous = None
+    return self
+
+  def _handler(self, signum, frame):  # pylint: disable=unused-argument
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _flush(pending: list[tuple[int, dict]], writer, progress, ckpt, workdir) -> dict[str, float]:
+  """Fetches pending step metrics, stops on the first non-finite one, logs their mean."""
+  if not pending:
+    return {}
+  steps = [s for s, _ in pending]
+  values = jax.device_get([m for _, m in pending])
+  for step, m in zip(steps, values):
+    bad = {k: float(v) for k, v in m.items() if not np.isfinite(v)}
+    if bad:
+      last = ckpt.latest_step()
+      raise NonFiniteLossError(
+          f"non-finite training metrics at step {step}: {bad}. Training stopped; the last good "
+          f"checkpoint is {'step ' + str(last) if last is not None else 'none'} in "
+          f"{workdir / 'checkpoints'}. Lower config.optimizer.learning_rate or set "
+          f"config.optimizer.grad_clip_norm.")
+  mean = {f"train/{k}": float(np.mean([m[k] for m in values])) for k in values[0]}
+  rate = progress.steps_per_sec(steps[-1])
+  mean["train/steps_per_sec"] = rate
+  writer.write(steps[-1], mean)
+  progress.print(steps[-1], mean, rate)
+  pending.clear()
+  return mean
+
+
+def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final metrics."""
+  config_check.check_config(config)
+  if config.get("multihost", False):
+    jax.distributed.initialize()
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  pi, pc = jax.process_index(), jax.process_count()
+
+  # --- everything that can be wrong is checked before compiling ---
+  spec = sources.get_spec(config.dataset)
+  src_kwargs = dict(data_dir=config.get("data_dir"), kind=config.get("data_source", "auto"),
+                    download=config.get("tfds_download", False))
+  train_src = sources.get_source(config.dataset, "train", **src_kwargs)
+  test_src = sources.get_source(config.dataset, "test", **src_kwargs)
+  sources.check_source(train_src, spec, split="train")
+  sources.check_source(test_src, spec, split="test")
+  mesh = sharding.make_mesh()
+  sharding.check_batch_divisible(config.batch_size, mesh, key="batch_size")
+  sharding.check_batch_divisible(config.eval_batch_size, mesh, key="eval_batch_size")
+  model = models.get_model(config.model_name, num_classes=spec.num_classes,
+                           dtype=DTYPES[config.get("dtype", "float32")], **config.get("model", {}))
+  task = tasks.get_task(config.task, num_classes=spec.num_classes,
+                        label_smoothing=float(config.get("label_smoothing", 0.0)))
+  schedule = optim.make_schedule(config.schedule, num_train_steps=config.num_train_steps,
+                                 base_lr=float(config.optimizer.learning_rate))
+  tx = optim.make_optimizer(config.optimizer, schedule)
+  train_ds = pipeline.train_dataset(train_src, spec, batch_size=config.batch_size, seed=config.seed,
+                                    augment=config.get("augment", "none"), process_index=pi,
+                                    process_count=pc)
+
+  state = _build_state(model, tx, spec, config.seed, mesh)
+  if pi == 0:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+    print(f"model {config.model_name}: {param_count(state.params):,} parameters; "
+          f"{jax.device_count()} device(s) ({jax.devices()[0].platform}); mesh {dict(mesh.shape)}",
+          flush=True)
+
+  ckpt = checkpoint.Checkpointer(workdir / "checkpoints", keep=config.get("keep_checkpoints", 3))
+  writer = metrics_lib.MetricWriter(workdir, enabled=pi == 0)
+  data_iter = pipeline.make_iterator(train_ds, worker_count=config.get("worker_count", 0))
+  restored = ckpt.restore_latest(state.to_checkpoint())
+  if restored is not None:
+    step0, tree, data_state = restored
+    state = state.from_checkpoint(tree)
+    data_iter.set_state(data_state["iterator"])
+    writer.truncate_after(step0)
+    if pi == 0:
+      print(f"resumed from the checkpoint at step {step0} in {ckpt.directory}", flush=True)
+  else:
+    step0 = 0
+    writer.truncate_after(0)
+
+  repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  p_train = jax.jit(functools.partial(train_step, task=task, schedule=schedule),
+                    in_shardings=(repl, data_sharding), out_shardings=(repl, repl), donate_argnums=0)
+  p_eval = jax.jit(functools.partial(eval_step, task=task), in_shardings=(repl, data_sharding),
+                   out_shardings=repl)
+
+  def run_eval(step):
+    t = time.perf_counter()
+    result = evaluate(state, p_eval, pipeline.eval_batches(
+        test_src, spec, batch_size=config.eval_batch_size, process_index=pi, process_count=pc),
+        data_sharding)
+    result["eval/seconds"] = time.perf_counter() - t
+    writer.write(step, result)
+    if pi == 0:
+      print(f"eval at step {step}: " + ", ".join(
+          f"{k[5:]} {v:.4f}" for k, v in result.items() if k in ("eval/loss", "eval/accuracy")),
+          flush=True)
+    return result
+
+  total = config.num_train_steps
+  progress = metrics_lib.Progress(total, step0, enabled=pi == 0 and config.get("progress", True))
+  pending: list[tuple[int, dict]] = []
+  last_train, last_eval, last_eval_step = {}, {}, None
+  saved_step = step0 if restored is not None else None
+  train_start = time.perf_counter()
+  with _Preemption() as preemption:
+    for step in range(step0 + 1, total + 1):
+      batch = sharding.to_global(next(data_iter), data_sharding)
+      state, step_metrics = p_train(state, batch)
+      pending.append((step, step_metrics))
+      if step % config.log_every == 0 or step == total:
+        last_train = _flush(pending, writer, progress, ckpt, workdir)
+      if config.eval_every and step % config.eval_every == 0 and step != total:
+        last_eval, last_eval_step = run_eval(step), step
+      if step % config.checkpoint_every == 0 or step == total or preemption.requested:
+        _flush(pending, writer, progress, ckpt, workdir)  # never save a non-finite state
+        ckpt.save(step, state.to_checkpoint(), {"iterator": data_iter.get_state()})
+        saved_step = step
+        if preemption.requested:
+          print(f"SIGTERM: saved the checkpoint at step {step}; exiting.", flush=True)
+          ckpt.close()
+          writer.close()
+          return {"step": step, "preempted": True, **last_train}
+    train_seconds = time.perf_counter() - train_start
+    final_step = int(jax.device_get(state.step))
+    if last_eval_step != final_step:
+      last_eval = run_eval(final_step)
+  ckpt.close()
+  writer.close()
+  result = {"step": final_step, "train_seconds": train_seconds, **last_train, **last_eval}
+  if pi == 0:
+    acc = result.get("eval/accuracy")
+    print(f"done: step {final_step}, eval accuracy {acc:.4f}, eval loss {result['eval/loss']:.4f}; "
+          f"checkpoint at step {saved_step} in {ckpt.directory}", flush=True)
+    (workdir / "final_metrics.json").write_text(json.dumps(result, indent=2))
+  logging.info("final metrics: %s", result)
+  return result

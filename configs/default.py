@@ -1,0 +1,57 @@
+r"""Default: a LeNet-style CNN with BatchNorm on MNIST, two epochs, Adam.
+
+Trains offline on CPU in about a minute on 2 cores and reaches about 99% test
+accuracy; writes checkpoints, metrics.jsonl and TensorBoard events to the workdir.
+
+  AILA_DATA_DIR=../shared/data python train.py                      # this config
+  python train.py --config=configs/default.py --workdir=runs/mnist \
+      --config.data_dir=/path/to/data --config.optimizer.learning_rate=3e-3
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0                      # seeds parameters, dropout and the data order
+  # --- data ---
+  config.dataset = "mnist"             # a name of aila_jax.data.DATASETS: mnist, cifar10
+  config.data_dir = ml_collections.config_dict.placeholder(str)  # None -> $AILA_DATA_DIR -> TFDS default
+  config.data_source = "auto"          # 'local' offline files, 'tfds' tfds.data_source, 'auto' local if present
+  config.tfds_download = False         # let TFDS download the dataset (online)
+  config.augment = "none"              # 'none' or 'crop_flip' (pad 4, random crop, horizontal flip)
+  config.worker_count = 0              # grain worker processes (0: in the main process)
+  # --- model and task ---
+  config.model_name = "cnn"            # a name of aila_jax.models.MODELS
+  config.model = ml_collections.ConfigDict(dict(  # keyword arguments of the model
+      widths=(16, 32), hidden=128, batch_norm=True, dropout_rate=0.1))
+  config.task = "classification"
+  config.label_smoothing = 0.0
+  # --- optimisation ---
+  config.batch_size = 128              # global batch, split over all devices and processes
+  config.eval_batch_size = 1000
+  config.num_train_steps = 938         # 2 epochs of 60,000 images
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="adam",                     # sgd, momentum, nesterov, adam, adamw, lamb
+      learning_rate=2e-3,              # peak learning rate
+      momentum=0.9,                    # for momentum / nesterov
+      b1=0.9, b2=0.999, eps=1e-8,      # for adam / adamw / lamb
+      weight_decay=0.0,
+      grad_clip_norm=ml_collections.config_dict.placeholder(float),  # global-norm clipping; None: off
+  ))
+  config.schedule = ml_collections.ConfigDict(dict(
+      name="warmup_cosine",            # constant, cosine, warmup_cosine, piecewise, warmup_rsqrt, linear
+      warmup_steps=50,
+      end_factor=0.0,                  # final lr / peak lr for cosine schedules
+      boundaries=(),                   # piecewise: steps at which lr is multiplied by factor
+      factor=0.1,
+  ))
+  config.dtype = "float32"             # compute dtype: float32 or bfloat16 (params stay float32)
+  # --- bookkeeping ---
+  config.log_every = 50                # steps between metric rows / progress lines
+  config.eval_every = 469              # steps between evals (0: only at the end)
+  config.checkpoint_every = 200        # steps between checkpoints (and one at the end)
+  config.keep_checkpoints = 3          # keep the last K checkpoints
+  config.multihost = False             # call jax.distributed.initialize() (multi-host TPU/GPU)
+  config.progress = True               # print progress lines
+  return config

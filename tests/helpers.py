@@ -1,0 +1,21 @@
+"""Shared test helpers."""
+import pathlib
+
+import ml_collections
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def testing_config(data_dir, **overrides) -> ml_collections.ConfigDict:
+  """configs/testing.py with ``data_dir`` set and dotted-key overrides applied."""
+  from configs import testing  # pylint: disable=g-import-not-at-top
+  config = testing.get_config()
+  config.data_dir = str(data_dir)
+  config.progress = False
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
