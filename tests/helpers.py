@@ -6,7 +6,7 @@ import ml_collections
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def testing_config(data_dir, **overrides) -> ml_collections.ConfigDict:
+def make_testing_config(data_dir, **overrides) -> ml_collections.ConfigDict:
   """configs/testing.py with ``data_dir`` set and dotted-key overrides applied."""
   from configs import testing  # pylint: disable=g-import-not-at-top
   config = testing.get_config()

@@ -53,7 +53,7 @@ def train_step(state: TrainState, batch: dict, *, task, schedule) -> tuple[Train
     return loss, (step_metrics, new_model_state)
 
   (_, (step_metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  step_metrics = dict(step_metrics, grad_norm=optax.global_norm(grads),
+  step_metrics = dict(step_metrics, grad_norm=optax.tree.norm(grads),
                       learning_rate=jnp.asarray(schedule(state.step), jnp.float32))
   return state.apply_gradients(grads, model_state=new_model_state), step_metrics
 

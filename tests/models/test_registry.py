@@ -1,0 +1,47 @@
+"""Every registered model: output shapes, (logits, intermediates) contract, pinned parameter counts."""
+import chex
+import jax
+import jax.numpy as jnp
+import pytest
+
+from aila_jax import models
+from aila_jax.errors import ConfigError
+from aila_jax.train.state import param_count
+
+# name -> (kwargs, input shape, parameter count). A change of architecture must change this table.
+PINNED = {
+    "mlp": (dict(hidden=(32,)), (28, 28, 1), 784 * 32 + 32 + 32 * 10 + 10),
+    "cnn": (dict(widths=(16, 32), hidden=128), (28, 28, 1),
+            9 * 16 + 2 * 16 + 9 * 16 * 32 + 2 * 32 + 7 * 7 * 32 * 128 + 128 + 1290),
+}
+
+
+def test_every_model_is_pinned():
+  assert set(PINNED) == set(models.MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_shapes_and_param_count(name):
+  kwargs, shape, count = PINNED[name]
+  model = models.get_model(name, num_classes=10, **kwargs)
+  x = jnp.zeros((3,) + shape)
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  assert param_count(variables["params"]) == count
+  logits, inter = model.apply(variables, x, train=False)
+  chex.assert_shape(logits, (3, 10))
+  assert isinstance(inter, dict) and inter
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  model = models.get_model("cnn", num_classes=10, dtype=jnp.bfloat16)
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)), train=False)
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables["params"]))
+  logits, inter = model.apply(variables, jnp.zeros((2, 28, 28, 1)), train=False)
+  assert logits.dtype == jnp.float32 and inter["features"].dtype == jnp.bfloat16
+
+
+def test_unknown_model_and_kwarg():
+  with pytest.raises(ConfigError, match=r"config.model_name: unknown model 'vgg'; expected one of"):
+    models.get_model("vgg", num_classes=10)
+  with pytest.raises(ConfigError, match=r"takes no argument\(s\) \['depth'\]"):
+    models.get_model("mlp", num_classes=10, depth=3)
