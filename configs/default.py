@@ -52,6 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 469              # steps between evals (0: only at the end)
   config.checkpoint_every = 200        # steps between checkpoints (and one at the end)
   config.keep_checkpoints = 3          # keep the last K checkpoints
-  config.multihost = False             # call jax.distributed.initialize() (multi-host TPU/GPU)
+  config.multihost = False             # call jax.distributed.initialize() (multi-host TPU/GPU/CPU)
+  config.coordinator_address = ml_collections.config_dict.placeholder(str)  # 'host:port'; None: auto
+  config.num_processes = ml_collections.config_dict.placeholder(int)        # None: auto-detect
+  config.process_id = ml_collections.config_dict.placeholder(int)           # None: auto-detect
   config.progress = True               # print progress lines
   return config

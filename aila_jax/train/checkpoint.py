@@ -90,10 +90,18 @@ def load_checkpoint(workdir: str | pathlib.Path, step: int | None = None) -> tup
   directory = pathlib.Path(workdir).absolute() / "checkpoints"
   if not directory.is_dir():
     raise FileNotFoundError(f"{directory} does not exist: no checkpoints in workdir {workdir}")
-  with ocp.CheckpointManager(directory, item_names=("state", "data")) as manager:
+  handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
+  with ocp.CheckpointManager(directory, item_handlers=handlers) as manager:
     step = manager.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {directory}")
+    # Restore onto this process's first device, whatever topology wrote the checkpoint.
+    import jax  # pylint: disable=g-import-not-at-top
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    metadata = manager.item_metadata(step)["state"]
+    target = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata,
+        is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
     restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), data=ocp.args.JsonRestore()))
+        state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
   return step, restored["state"], restored["data"]

@@ -134,11 +134,23 @@ def _flush(pending: list[tuple[int, dict]], writer, progress, ckpt, workdir) -> 
   return mean
 
 
+def initialize_multihost(config) -> None:
+  """``jax.distributed.initialize()``: auto-detected on TPU pods, SLURM, Open MPI and k8s; else from
+  ``config.coordinator_address`` / ``num_processes`` / ``process_id`` (or ``$JAX_COORDINATOR_ADDRESS``).
+
+  CPU processes talk through gloo, so the multi-process path also runs (and is tested) on CPUs.
+  """
+  kwargs = {k: config.get(k) for k in ("coordinator_address", "num_processes", "process_id")
+            if config.get(k) is not None}
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
+
+
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final metrics."""
   config_check.check_config(config)
   if config.get("multihost", False):
-    jax.distributed.initialize()
+    initialize_multihost(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   pi, pc = jax.process_index(), jax.process_count()
