@@ -21,12 +21,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.tfds_download = False         # let TFDS download the dataset (online)
   config.augment = "none"              # 'none' or 'crop_flip' (pad 4, random crop, horizontal flip)
   config.worker_count = 0              # grain worker processes (0: in the main process)
+  config.dataset_kwargs = ml_collections.ConfigDict()  # options of the dataset's builder (none for images)
   # --- model and task ---
   config.model_name = "cnn"            # a name of aila_jax.models.MODELS
   config.model = ml_collections.ConfigDict(dict(  # keyword arguments of the model
       widths=(16, 32), hidden=128, batch_norm=True, dropout_rate=0.1))
   config.task = "classification"
   config.label_smoothing = 0.0
+  config.task_kwargs = ml_collections.ConfigDict()     # extra options of the task
   # --- optimisation ---
   config.batch_size = 128              # global batch, split over all devices and processes
   config.eval_batch_size = 1000

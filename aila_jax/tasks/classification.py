@@ -1,17 +1,22 @@
 """Classification: label-smoothed cross-entropy, accuracy, masked eval sums."""
 
+from __future__ import annotations
+
 import dataclasses
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from aila_jax.tasks.base import apply_model
+
 
 @dataclasses.dataclass(frozen=True)
 class ClassificationTask:
   r"""Softmax classification of ``batch[input_key]`` into ``num_classes`` labels.
 
-  The training loss is the cross-entropy against label-smoothed targets
+  The model returns ``(logits, intermediates)``. The training loss is the
+  cross-entropy against label-smoothed targets
 
   .. math::
      \tilde y = (1 - \epsilon)\, \mathrm{onehot}(y) + \epsilon / K ,
@@ -22,12 +27,19 @@ class ClassificationTask:
   input_key: str = "image"
   label_key: str = "label"
 
-  def inputs(self, batch):
-    return batch[self.input_key]
+  @classmethod
+  def from_config(cls, config, dataset) -> "ClassificationTask":
+    return cls(num_classes=int(dataset.model_kwargs["num_classes"]),
+               label_smoothing=float(config.get("label_smoothing", 0.0)),
+               **dict(config.get("task_kwargs", {}) or {}))
+
+  def model_inputs(self, batch) -> tuple:
+    return (batch[self.input_key],)
 
   def _losses(self, logits, labels):
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, self.num_classes), self.label_smoothing) \
-        if self.label_smoothing else jax.nn.one_hot(labels, self.num_classes)
+    targets = jax.nn.one_hot(labels, self.num_classes)
+    if self.label_smoothing:
+      targets = optax.smooth_labels(targets, self.label_smoothing)
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
   def loss_and_metrics(self, logits, batch):
@@ -37,8 +49,15 @@ class ClassificationTask:
     accuracy = (logits.argmax(-1) == labels).mean()
     return loss, {"loss": loss, "accuracy": accuracy}
 
-  def eval_sums(self, logits, batch):
+  def train_loss(self, apply_fn, variables, batch, *, rngs, mutable=()):
+    (logits, _), new_state = apply_model(apply_fn, variables, self.model_inputs(batch), train=True,
+                                         rngs=rngs, mutable=mutable)
+    loss, metrics = self.loss_and_metrics(logits, batch)
+    return loss, metrics, new_state
+
+  def eval_sums(self, apply_fn, variables, batch, *, rngs=None):
     """Sums over real (``mask`` = 1) examples, to be added over batches and divided by ``count``."""
+    (logits, _), _ = apply_model(apply_fn, variables, self.model_inputs(batch), train=False, rngs=rngs)
     labels = batch[self.label_key]
     mask = batch.get("mask", jnp.ones(labels.shape, jnp.float32))
     losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)

@@ -63,7 +63,12 @@ _SPEC: dict[str, tuple[Any, Callable[[Any], bool] | None, str]] = {
 }
 _REQUIRED = ("seed", "dataset", "model_name", "task", "batch_size", "eval_batch_size",
              "num_train_steps", "optimizer.name", "optimizer.learning_rate", "schedule.name")
-_FREE = ("model",)  # kwargs checked by the model's own constructor
+_FREE = ("model", "dataset_kwargs", "task_kwargs")  # checked by the model / dataset / task itself
+
+
+def register_config_keys(spec: dict[str, tuple[Any, Callable[[Any], bool] | None, str]]) -> None:
+  """Lets a family add its own top-level keys: ``{key: (types, predicate, description)}``."""
+  _SPEC.update(spec)
 
 
 def _flatten(cfg, prefix=""):

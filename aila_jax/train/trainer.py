@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from aila_jax import models, tasks
-from aila_jax.data import pipeline, sources
+from aila_jax.data import datasets, pipeline
 from aila_jax.train import checkpoint, config_check, metrics as metrics_lib, optim, sharding
 from aila_jax.train.state import TrainState, param_count, unfreeze
 
@@ -35,22 +35,21 @@ class NonFiniteLossError(FloatingPointError):
   """The training loss (or gradient norm) became NaN or Inf."""
 
 
+def step_rngs(rng: jax.Array, step) -> dict[str, jax.Array]:
+  """One key per RNG stream (``dropout``, ``glimpse``), a pure function of (rng, step)."""
+  base = jax.random.fold_in(rng, step)
+  return {name: jax.random.fold_in(base, i) for i, name in enumerate(tasks.RNG_STREAMS)}
+
+
 def train_step(state: TrainState, batch: dict, *, task, schedule) -> tuple[TrainState, dict]:
   """One optimizer update; returns the new state and this step's metrics (batch means)."""
-  rng = jax.random.fold_in(state.rng, state.step)
-  mutable = list(state.model_state.keys())
+  rngs = step_rngs(state.rng, state.step)
+  mutable = tuple(state.model_state.keys())
 
   def loss_fn(params):
-    if mutable:
-      (logits, _), new_model_state = state.apply_fn(
-          state.variables(params), task.inputs(batch), train=True, rngs={"dropout": rng},
-          mutable=mutable)
-    else:
-      logits, _ = state.apply_fn(state.variables(params), task.inputs(batch), train=True,
-                                 rngs={"dropout": rng})
-      new_model_state = state.model_state
-    loss, step_metrics = task.loss_and_metrics(logits, batch)
-    return loss, (step_metrics, new_model_state)
+    loss, step_metrics, new_model_state = task.train_loss(
+        state.apply_fn, state.variables(params), batch, rngs=rngs, mutable=mutable)
+    return loss, (step_metrics, new_model_state if mutable else state.model_state)
 
   (_, (step_metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   step_metrics = dict(step_metrics, grad_norm=optax.tree.norm(grads),
@@ -59,18 +58,20 @@ def train_step(state: TrainState, batch: dict, *, task, schedule) -> tuple[Train
 
 
 def eval_step(state: TrainState, batch: dict, *, task) -> dict:
-  logits, _ = state.apply_fn(state.variables(), task.inputs(batch), train=False)
-  return task.eval_sums(logits, batch)
+  rngs = step_rngs(jax.random.fold_in(state.rng, 0x5EED), 0)  # the same draws at every eval
+  return task.eval_sums(state.apply_fn, state.variables(), batch, rngs=rngs)
 
 
-def _build_state(model, tx, spec, seed: int, mesh) -> TrainState:
+def _build_state(model, tx, task, example: dict, seed: int, mesh) -> TrainState:
   root = jax.random.PRNGKey(seed)
-  init_rng, dropout_rng, state_rng = jax.random.split(root, 3)
-  dummy = jnp.zeros((1,) + spec.image_shape, jnp.float32)
+  init_rng, stream_rng, state_rng = jax.random.split(root, 3)
+  inputs = task.model_inputs(jax.tree_util.tree_map(jnp.asarray, example))
 
   def init():
-    variables = unfreeze(model.init({"params": init_rng, "dropout": dropout_rng}, dummy, train=False))
+    rngs = {"params": init_rng, **step_rngs(stream_rng, 0)}
+    variables = unfreeze(model.init(rngs, *inputs, train=False))
     params = variables.pop("params")
+    variables.pop("intermediates", None)
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx, model_state=variables,
                              rng=state_rng)
 
@@ -156,28 +157,21 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   pi, pc = jax.process_index(), jax.process_count()
 
   # --- everything that can be wrong is checked before compiling ---
-  spec = sources.get_spec(config.dataset)
-  src_kwargs = dict(data_dir=config.get("data_dir"), kind=config.get("data_source", "auto"),
-                    download=config.get("tfds_download", False))
-  train_src = sources.get_source(config.dataset, "train", **src_kwargs)
-  test_src = sources.get_source(config.dataset, "test", **src_kwargs)
-  sources.check_source(train_src, spec, split="train")
-  sources.check_source(test_src, spec, split="test")
+  dataset = datasets.build_dataset(config)
   mesh = sharding.make_mesh()
   sharding.check_batch_divisible(config.batch_size, mesh, key="batch_size")
   sharding.check_batch_divisible(config.eval_batch_size, mesh, key="eval_batch_size")
-  model = models.get_model(config.model_name, num_classes=spec.num_classes,
-                           dtype=DTYPES[config.get("dtype", "float32")], **config.get("model", {}))
-  task = tasks.get_task(config.task, num_classes=spec.num_classes,
-                        label_smoothing=float(config.get("label_smoothing", 0.0)))
+  model_kwargs = {**dataset.model_kwargs, **dict(config.get("model", {}) or {})}
+  model = models.get_model(config.model_name, dtype=DTYPES[config.get("dtype", "float32")], **model_kwargs)
+  task = tasks.get_task(config.task, config, dataset)
   schedule = optim.make_schedule(config.schedule, num_train_steps=config.num_train_steps,
                                  base_lr=float(config.optimizer.learning_rate))
   tx = optim.make_optimizer(config.optimizer, schedule)
-  train_ds = pipeline.train_dataset(train_src, spec, batch_size=config.batch_size, seed=config.seed,
-                                    augment=config.get("augment", "none"), process_index=pi,
+  train_ds = pipeline.train_dataset(dataset.train, preprocess=dataset.preprocess, augment=dataset.augment,
+                                    batch_size=config.batch_size, seed=config.seed, process_index=pi,
                                     process_count=pc)
 
-  state = _build_state(model, tx, spec, config.seed, mesh)
+  state = _build_state(model, tx, task, dataset.example, config.seed, mesh)
   if pi == 0:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     print(f"model {config.model_name}: {param_count(state.params):,} parameters; "
@@ -207,9 +201,13 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
 
   def run_eval(step):
     t = time.perf_counter()
-    result = evaluate(state, p_eval, pipeline.eval_batches(
-        test_src, spec, batch_size=config.eval_batch_size, process_index=pi, process_count=pc),
-        data_sharding)
+    result = {}
+    for split, source in dataset.eval.items():
+      prefix = "eval" if split == "test" else f"eval_{split}"
+      sums = evaluate(state, p_eval, pipeline.eval_batches(
+          source, preprocess=dataset.preprocess, batch_size=config.eval_batch_size, process_index=pi,
+          process_count=pc), data_sharding)
+      result.update({prefix + k[4:]: v for k, v in sums.items()})
     result["eval/seconds"] = time.perf_counter() - t
     writer.write(step, result)
     if pi == 0:

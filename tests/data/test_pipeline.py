@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from aila_jax.data import pipeline, sources
+from aila_jax.data import datasets, pipeline, sources
 from aila_jax.errors import ConfigError
 
 SPEC = sources.get_spec("mnist")
+PRE = datasets.Normalize(SPEC.mean, SPEC.std)
 
 
 def _source(n=50):
@@ -18,7 +19,7 @@ def _ids(batch):  # recover the record index from the normalised image
 
 
 def test_epochs_cover_every_record_once_and_reshuffle():
-  ds = pipeline.train_dataset(_source(50), SPEC, batch_size=10, seed=1)
+  ds = pipeline.train_dataset(_source(50), preprocess=PRE, batch_size=10, seed=1)
   it = pipeline.make_iterator(ds)
   epoch1 = np.concatenate([_ids(next(it)) for _ in range(5)])
   epoch2 = np.concatenate([_ids(next(it)) for _ in range(5)])
@@ -28,15 +29,16 @@ def test_epochs_cover_every_record_once_and_reshuffle():
 
 
 def test_same_seed_same_order_other_seed_other_order():
-  a = _ids(next(pipeline.make_iterator(pipeline.train_dataset(_source(), SPEC, batch_size=10, seed=3))))
-  b = _ids(next(pipeline.make_iterator(pipeline.train_dataset(_source(), SPEC, batch_size=10, seed=3))))
-  c = _ids(next(pipeline.make_iterator(pipeline.train_dataset(_source(), SPEC, batch_size=10, seed=4))))
+  a = _ids(next(pipeline.make_iterator(pipeline.train_dataset(_source(), preprocess=PRE, batch_size=10, seed=3))))
+  b = _ids(next(pipeline.make_iterator(pipeline.train_dataset(_source(), preprocess=PRE, batch_size=10, seed=3))))
+  c = _ids(next(pipeline.make_iterator(pipeline.train_dataset(_source(), preprocess=PRE, batch_size=10, seed=4))))
   np.testing.assert_array_equal(a, b)
   assert list(a) != list(c)
 
 
 def test_iterator_state_resumes_exactly():
-  ds = pipeline.train_dataset(_source(), SPEC, batch_size=8, seed=0, augment="crop_flip")
+  ds = pipeline.train_dataset(_source(), preprocess=PRE, batch_size=8, seed=0,
+                              augment=datasets.random_crop_flip)
   it = pipeline.make_iterator(ds)
   for _ in range(7):
     next(it)
@@ -52,11 +54,11 @@ def test_iterator_state_resumes_exactly():
 
 def test_processes_read_disjoint_shares():
   src = _source(40)
-  shares = [np.concatenate([_ids(b) for b in pipeline.eval_batches(src, SPEC, batch_size=8,
+  shares = [np.concatenate([_ids(b) for b in pipeline.eval_batches(src, preprocess=PRE, batch_size=8,
                                                                     process_index=p, process_count=2)])
             for p in range(2)]
   train = [_ids(next(pipeline.make_iterator(pipeline.train_dataset(
-      src, SPEC, batch_size=8, seed=0, process_index=p, process_count=2)))) for p in range(2)]
+      src, preprocess=PRE, batch_size=8, seed=0, process_index=p, process_count=2)))) for p in range(2)]
   assert all(len(t) == 4 for t in train)  # each process builds its half of the global batch
   assert not set(train[0]) & set(train[1])
   assert set(train[0]) <= set(range(0, 40, 2)) and set(train[1]) <= set(range(1, 40, 2))
@@ -65,7 +67,7 @@ def test_processes_read_disjoint_shares():
 
 def test_eval_batches_cover_all_records_once_with_padding_mask():
   src = _source(23)
-  batches = list(pipeline.eval_batches(src, SPEC, batch_size=10))
+  batches = list(pipeline.eval_batches(src, preprocess=PRE, batch_size=10))
   assert len(batches) == 3
   assert all(b["image"].shape == (10, 28, 28, 1) for b in batches)
   masks = np.concatenate([b["mask"] for b in batches])
@@ -77,7 +79,7 @@ def test_eval_batches_cover_all_records_once_with_padding_mask():
 def test_crop_flip_keeps_shape_and_content():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
-  out = pipeline.random_crop_flip({"image": images, "label": np.zeros(6)}, rng)["image"]
+  out = datasets.random_crop_flip({"image": images, "label": np.zeros(6)}, rng)["image"]
   assert out.shape == images.shape and out.dtype == np.uint8
   for i in range(6):  # every output is a shifted / flipped window of the zero-padded input
     padded = np.pad(images[i], ((4, 4), (4, 4), (0, 0)))
@@ -86,10 +88,8 @@ def test_crop_flip_keeps_shape_and_content():
     assert found
 
 
-def test_bad_batch_and_augment():
-  with pytest.raises(ConfigError, match=r"config.augment"):
-    pipeline.train_dataset(_source(), SPEC, batch_size=8, seed=0, augment="mixup")
+def test_bad_batch_sizes():
   with pytest.raises(ConfigError, match=r"config.batch_size: per-process batch 64 exceeds"):
-    pipeline.train_dataset(_source(50), SPEC, batch_size=64, seed=0)
+    pipeline.train_dataset(_source(50), preprocess=PRE, batch_size=64, seed=0)
   with pytest.raises(ConfigError, match=r"config.batch_size: 10 is not divisible by the 4 processes"):
-    pipeline.train_dataset(_source(50), SPEC, batch_size=10, seed=0, process_count=4)
+    pipeline.train_dataset(_source(50), preprocess=PRE, batch_size=10, seed=0, process_count=4)

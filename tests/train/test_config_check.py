@@ -47,6 +47,8 @@ def test_unknown_key_is_named(tmp_path):
     ("model_name", "resnet9000", ConfigError, r"config.model_name: unknown model 'resnet9000'"),
     ("dataset", "mnits", ConfigError, r"config.dataset: unknown dataset 'mnits'"),
     ("task", "regression", ConfigError, r"config.task: unknown task"),
+    ("augment", "mixup", ConfigError, r"config.augment: expected one of \['crop_flip', 'none'\], got 'mixup'"),
+    ("dataset_kwargs", {"lookback": 3}, ConfigError, r"config.dataset_kwargs: dataset 'mnist' takes no option"),
     ("batch_size", 12, ConfigError, r"config.batch_size: 12 is not divisible by the 8 devices"),
     ("model", {"hiden": (3,)}, ConfigError, r"config.model: model 'mlp' takes no argument\(s\) \['hiden'\]"),
 ])

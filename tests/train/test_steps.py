@@ -24,7 +24,7 @@ def _setup(batch_norm=True, dropout=0.0):
   rng = np.random.default_rng(0)
   batch = {"image": rng.normal(size=(16, 28, 28, 1)).astype(np.float32),
            "label": rng.integers(0, 10, 16).astype(np.int32)}
-  task = tasks.get_task("classification", num_classes=10)
+  task = tasks.ClassificationTask(num_classes=10)
   return state, batch, task, schedule
 
 

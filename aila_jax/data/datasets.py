@@ -1,0 +1,128 @@
+"""Datasets by name: ``build_dataset(config) -> Dataset``, the one thing the trainer asks of data.
+
+A :class:`Dataset` bundles random-access sources (train and eval splits), the
+batch-level numpy preprocessing and augmentation that the grain pipeline
+applies, one preprocessed example (to initialise models and check shapes
+before compiling), and the keyword arguments the data imposes on the model
+(``num_classes``, vocabulary sizes, ...). New datasets register a builder:
+
+    @register_dataset("my_data")
+    def _build(config) -> Dataset: ...
+
+Builders read ``config.data_dir`` / ``$AILA_DATA_DIR`` through
+:func:`aila_jax.data.sources.resolve_data_dir` and their own options from
+``config.dataset_kwargs``, and raise ConfigError/DataError naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from aila_jax.data import sources
+from aila_jax.errors import ConfigError
+
+Batch = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class Dataset:
+  name: str
+  train: Any                                   # random-access source of raw records
+  eval: Mapping[str, Any]                      # eval split name -> source
+  preprocess: Callable[[Batch], Batch]         # raw batch -> model-ready batch (numpy)
+  example: Batch                               # one preprocessed example, batch axis of size 1
+  model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  augment: Callable[[Batch, np.random.Generator], Batch] | None = None  # on raw batches
+  info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_BUILDERS: dict[str, Callable[[Any], Dataset]] = {}
+
+
+def register_dataset(name: str):
+  def wrap(fn):
+    _BUILDERS[name] = fn
+    return fn
+  return wrap
+
+
+def dataset_names() -> list[str]:
+  return sorted(_BUILDERS)
+
+
+def build_dataset(config) -> Dataset:
+  name = config.dataset
+  if name not in _BUILDERS:
+    raise ConfigError(f"config.dataset: unknown dataset {name!r}; expected one of {dataset_names()}")
+  return _BUILDERS[name](config)
+
+
+def check_kwargs(kwargs: Mapping[str, Any], allowed: Mapping[str, Any], *, dataset: str) -> dict:
+  """``config.dataset_kwargs`` merged over ``allowed`` defaults; unknown keys are an error."""
+  unknown = sorted(set(kwargs) - set(allowed))
+  if unknown:
+    raise ConfigError(f"config.dataset_kwargs: dataset {dataset!r} takes no option(s) {unknown}; "
+                      f"it takes {sorted(allowed)}")
+  return {**allowed, **kwargs}
+
+
+# --- image classification (MNIST, CIFAR-10) ---
+
+@dataclasses.dataclass(frozen=True)
+class Normalize:
+  """uint8 images -> float32 ``(x / 255 - mean) / std``; labels -> int32."""
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+
+  def __call__(self, batch: Batch) -> Batch:
+    out = dict(batch)
+    image = batch["image"].astype(np.float32) / 255.0
+    out["image"] = (image - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+    out["label"] = np.asarray(batch["label"]).astype(np.int32)
+    return out
+
+
+def random_crop_flip(batch: Batch, rng: np.random.Generator, *, pad: int = 4) -> Batch:
+  """Standard CIFAR augmentation on a uint8 batch: pad by ``pad`` (zeros), random crop, random h-flip."""
+  images = batch["image"]  # (B, H, W, C)
+  b, h, w, _ = images.shape
+  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  dy = rng.integers(0, 2 * pad + 1, size=b)
+  dx = rng.integers(0, 2 * pad + 1, size=b)
+  rows = dy[:, None] + np.arange(h)[None, :]  # (B, H)
+  cols = dx[:, None] + np.arange(w)[None, :]  # (B, W)
+  flip = rng.random(b) < 0.5
+  cols = np.where(flip[:, None], cols[:, ::-1], cols)
+  out = dict(batch)
+  out["image"] = padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+  return out
+
+
+IMAGE_AUGMENTATIONS: dict[str, Callable[[Batch, np.random.Generator], Batch] | None] = {
+    "none": None, "crop_flip": random_crop_flip}
+
+
+def image_classification(config, spec: sources.DatasetSpec) -> Dataset:
+  """Train/test sources of an image dataset, checked, with normalisation and augmentation."""
+  check_kwargs(config.get("dataset_kwargs", {}) or {}, {}, dataset=spec.name)
+  augment = config.get("augment", "none")
+  if augment not in IMAGE_AUGMENTATIONS:
+    raise ConfigError(f"config.augment: expected one of {sorted(IMAGE_AUGMENTATIONS)}, got {augment!r}")
+  kw = dict(data_dir=config.get("data_dir"), kind=config.get("data_source", "auto"),
+            download=config.get("tfds_download", False))
+  train = sources.get_source(spec.name, "train", **kw)
+  test = sources.get_source(spec.name, "test", **kw)
+  sources.check_source(train, spec, split="train")
+  sources.check_source(test, spec, split="test")
+  preprocess = Normalize(spec.mean, spec.std)
+  example = preprocess({"image": np.zeros((1,) + spec.image_shape, np.uint8), "label": np.zeros(1, np.int64)})
+  return Dataset(name=spec.name, train=train, eval={"test": test}, preprocess=preprocess,
+                 example=example, model_kwargs={"num_classes": spec.num_classes},
+                 augment=IMAGE_AUGMENTATIONS[augment])
+
+
+for _name, _spec in sources.DATASETS.items():
+  register_dataset(_name)(lambda config, _spec=_spec: image_classification(config, _spec))

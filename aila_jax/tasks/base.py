@@ -1,0 +1,29 @@
+"""The task protocol: what the trainer asks of a problem.
+
+A task owns the forward pass, the loss and the eval metrics; the trainer owns
+devices, optimisation, checkpoints and logging. A task implements
+
+* ``model_inputs(batch) -> tuple``: the positional inputs of ``model.apply``
+  (used for ``model.init`` on ``dataset.example`` too);
+* ``train_loss(apply_fn, variables, batch, *, rngs, mutable) ->
+  (loss, metrics, new_model_state)``: scalar loss, dict of scalar batch
+  metrics, updated mutable collections (``{}`` when ``mutable`` is empty);
+* ``eval_sums(apply_fn, variables, batch, *, rngs) -> dict``: per-batch sums
+  over real examples (``batch['mask']``) including ``count``; the trainer adds
+  them over the eval set and divides by ``count``.
+
+``rngs`` holds one key per stream of :data:`RNG_STREAMS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RNG_STREAMS = ("dropout", "glimpse")
+
+
+def apply_model(apply_fn, variables, inputs: tuple, *, train: bool, rngs=None, mutable=()) -> tuple[Any, dict]:
+  """``apply_fn`` with or without mutable collections; returns ``(outputs, new_model_state)``."""
+  if mutable:
+    return apply_fn(variables, *inputs, train=train, rngs=rngs, mutable=list(mutable))
+  return apply_fn(variables, *inputs, train=train, rngs=rngs), {}
