@@ -53,6 +53,9 @@ def make_iterator(ds: grain.MapDataset, *, worker_count: int = 0) -> grain.Datas
   """An iterator with ``get_state()``/``set_state()``; ``worker_count`` > 0 uses processes."""
   it = ds.to_iter_dataset()
   if worker_count > 0:
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; notebooks/tests parse none
+      flags.FLAGS.mark_as_parsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
   return iter(it)
 

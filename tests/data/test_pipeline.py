@@ -93,3 +93,18 @@ def test_bad_batch_sizes():
     pipeline.train_dataset(_source(50), preprocess=PRE, batch_size=64, seed=0)
   with pytest.raises(ConfigError, match=r"config.batch_size: 10 is not divisible by the 4 processes"):
     pipeline.train_dataset(_source(50), preprocess=PRE, batch_size=10, seed=0, process_count=4)
+
+
+def test_worker_processes_give_the_same_batches_and_state():
+  ds = pipeline.train_dataset(_source(), preprocess=PRE, batch_size=8, seed=5,
+                              augment=datasets.random_crop_flip)
+  inline = pipeline.make_iterator(ds)
+  want = [next(inline) for _ in range(6)]
+  workers = pipeline.make_iterator(ds, worker_count=2)
+  got = [next(workers) for _ in range(3)]
+  state = workers.get_state()
+  resumed = pipeline.make_iterator(ds, worker_count=2)
+  resumed.set_state(state)
+  got += [next(resumed) for _ in range(3)]
+  for w, g in zip(want, got):
+    np.testing.assert_array_equal(w["image"], g["image"])

@@ -127,3 +127,20 @@ def test_cli_overrides_and_bad_override(tmp_path, data_dir):
                        capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0
   assert "config.optimizer.name" in bad.stderr and "adamm" in bad.stderr
+
+
+def test_bfloat16_compute_trains_with_float32_params(tmp_path, data_dir):
+  result = train_and_evaluate(make_testing_config(data_dir, dtype="bfloat16", num_train_steps=60,
+                                                  eval_every=0, checkpoint_every=60), tmp_path)
+  assert result["eval/accuracy"] > 0.5
+  _, state, _ = load_checkpoint(tmp_path)
+  assert all(x.dtype == np.float32 for x in jax.tree_util.tree_leaves(state["params"]))
+
+
+def test_tfds_source_trains_end_to_end(tmp_path):
+  import tensorflow_datasets as tfds
+  with tfds.testing.mock_data(num_examples=64, policy=tfds.testing.MockPolicy.USE_CODE):
+    result = train_and_evaluate(make_testing_config(tmp_path, data_source="tfds", num_train_steps=4,
+                                                    eval_every=0, checkpoint_every=4, eval_batch_size=32),
+                                tmp_path / "work")
+  assert result["step"] == 4 and result["eval/count"] == 64
