@@ -158,6 +158,9 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
 
   # --- everything that can be wrong is checked before compiling ---
   dataset = datasets.build_dataset(config)
+  if "tokenizer" in dataset.info and pi == 0:  # tie the checkpoints to their vocabulary
+    from aila_jax.data.tokenizer import check_workdir_vocab  # pylint: disable=g-import-not-at-top
+    check_workdir_vocab(workdir, dataset.info)
   mesh = sharding.make_mesh()
   sharding.check_batch_divisible(config.batch_size, mesh, key="batch_size")
   sharding.check_batch_divisible(config.eval_batch_size, mesh, key="eval_batch_size")
@@ -248,9 +251,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   writer.close()
   result = {"step": final_step, "train_seconds": train_seconds, **last_train, **last_eval}
   if pi == 0:
-    acc = result.get("eval/accuracy")
-    print(f"done: step {final_step}, eval accuracy {acc:.4f}, eval loss {result['eval/loss']:.4f}; "
-          f"checkpoint at step {saved_step} in {ckpt.directory}", flush=True)
+    shown = ", ".join(f"{k.replace('/', ' ')} {v:.4f}" for k, v in sorted(result.items())
+                      if k.startswith("eval") and k.split("/")[-1] in ("accuracy", "loss", "mse"))
+    print(f"done: step {final_step}, {shown}; checkpoint at step {saved_step} in {ckpt.directory}",
+          flush=True)
     (workdir / "final_metrics.json").write_text(json.dumps(result, indent=2))
   logging.info("final metrics: %s", result)
   return result
