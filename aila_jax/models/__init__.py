@@ -7,10 +7,20 @@ import flax.linen as nn
 
 from aila_jax.errors import ConfigError
 from aila_jax.models.simple import CNN, MLP
+from aila_jax.models.transformer import EncoderDecoder, TransformerClassifier
+from aila_jax.models.depth_backbones import CifarResNet, DepthLSTM, DepthMLP
+from aila_jax.models.ram import RAM, WSRAM
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "cnn": CNN,
+    "transformer": EncoderDecoder,
+    "transformer_classifier": TransformerClassifier,
+    "cifar_resnet": CifarResNet,
+    "depth_mlp": DepthMLP,
+    "depth_lstm": DepthLSTM,
+    "ram": RAM,
+    "wsram": WSRAM,
 }
 
 

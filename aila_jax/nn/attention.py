@@ -13,9 +13,10 @@ from typing import Any, Callable
 
 import flax.linen as nn
 import jax
+from jax import lax
 import jax.numpy as jnp
 
-from aila_jax.attention.dot_product import dot_product_attention
+from aila_jax.attention.dot_product import dot_product_attention, make_causal_mask
 
 __all__ = ["MultiHeadAttention"]
 
@@ -48,6 +49,22 @@ class MultiHeadAttention(nn.Module):
     bias_init: initializer of the projection biases.
     implementation: forwarded to ``dot_product_attention``: None, 'xla' or
       'cudnn'.
+    decode: autoregressive self-attention with a key/value cache in the
+      ``'cache'`` collection (flax's ``decode=True`` idiom). The first call
+      (``init`` with the full-length input ``[batch, max_len, features]``)
+      allocates ``cached_key``/``cached_value`` ``[batch, max_len, kv_heads,
+      head_dim]`` and ``cache_index``; each later call (``apply`` with
+      ``mutable=['cache']``) writes its ``q_len`` new keys/values at
+      ``cache_index``, advances it by ``q_len``, and lets query ``t`` attend to
+      the cached positions ``j <= cache_index + t`` (causal by construction):
+
+      .. math::
+
+         o_t = \mathrm{Attention}\big(q_t,\; K_{0:i+t+1},\; V_{0:i+t+1}\big),
+         \qquad i = \text{cache\_index}.
+
+      The parameter tree is the same with or without ``decode``. Writing past
+      ``max_len`` is not checked inside ``jit`` (the write is clamped).
 
   Example:
 
@@ -72,6 +89,7 @@ class MultiHeadAttention(nn.Module):
   kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
   bias_init: Callable[..., jax.Array] = nn.initializers.zeros_init()
   implementation: str | None = None
+  decode: bool = False
 
   @nn.compact
   def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array | None = None,
@@ -94,6 +112,10 @@ class MultiHeadAttention(nn.Module):
     Returns:
       ``[batch, q_len, out_features]``, or ``(output, weights)``.
     """
+    if self.decode and inputs_kv is not None and inputs_kv is not inputs_q:
+      raise ValueError(
+          "decode=True caches self-attention only: call it with inputs_kv=None "
+          "(cross-attention keys come from the encoder and need no cache).")
     inputs_kv = inputs_q if inputs_kv is None else inputs_kv
     if inputs_q.ndim != 3 or inputs_kv.ndim != 3:
       raise ValueError(
@@ -120,6 +142,10 @@ class MultiHeadAttention(nn.Module):
     value = dense(features=(kv_heads, head_dim), name="value")(inputs_kv)
     # query (B, T, N, H); key, value (B, S, K, H)
 
+    if self.decode:
+      key, value, mask = self._use_cache(key, value, mask)
+      is_causal = False  # the cache mask is causal in absolute positions
+
     rate = 0.0 if deterministic else self.dropout_rate
     dropout_rng = self.make_rng("dropout") if rate > 0.0 else None
     result = dot_product_attention(
@@ -134,3 +160,33 @@ class MultiHeadAttention(nn.Module):
         kernel_init=self.kernel_init, bias_init=self.bias_init,
         use_bias=self.use_bias, name="out")(out)  # (B, T, F)
     return (out, weights) if return_weights else out
+
+  def _use_cache(self, key, value, mask):
+    """Writes ``key``/``value`` into the cache; returns the cache and mask."""
+    initialized = self.has_variable("cache", "cached_key")
+    cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape,
+                               key.dtype)
+    cached_value = self.variable("cache", "cached_value", jnp.zeros,
+                                 value.shape, value.dtype)
+    cache_index = self.variable("cache", "cache_index",
+                                lambda: jnp.zeros((), jnp.int32))
+    if not initialized:  # init: the full-length call that sizes the cache
+      return key, value, mask
+    b, max_len, k, h = cached_key.value.shape
+    t = key.shape[1]
+    if key.shape[0] != b or key.shape[2:] != (k, h) or t > max_len:
+      raise ValueError(
+          f"decode: the new keys {key.shape} do not fit the cache "
+          f"[batch, max_len, kv_heads, head_dim] = {cached_key.value.shape}; "
+          f"initialise the cache with the decoding batch and a max_len >= "
+          f"the number of decoded positions.")
+    index = cache_index.value
+    key = lax.dynamic_update_slice(cached_key.value, key.astype(
+        cached_key.value.dtype), (0, index, 0, 0))  # (B, max_len, K, H)
+    value = lax.dynamic_update_slice(cached_value.value, value.astype(
+        cached_value.value.dtype), (0, index, 0, 0))
+    cached_key.value, cached_value.value = key, value
+    cache_index.value = index + t
+    causal = make_causal_mask(t, max_len, offset=index)  # (1, 1, T, max_len)
+    mask = causal if mask is None else mask & causal
+    return key, value, mask

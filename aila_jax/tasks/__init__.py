@@ -3,6 +3,10 @@
 from aila_jax.errors import ConfigError
 from aila_jax.tasks.base import RNG_STREAMS, apply_model  # noqa: F401
 from aila_jax.tasks.classification import ClassificationTask
+from aila_jax.tasks.seq2seq import Seq2SeqTask
+from aila_jax.tasks.text_classification import TextClassificationTask
+from aila_jax.tasks.forecasting import ForecastingTask
+from aila_jax.tasks.glimpse import GlimpseTask
 
 TASKS = {"classification": ClassificationTask}
 
@@ -13,6 +17,12 @@ def register_task(name: str):
     TASKS[name] = cls
     return cls
   return wrap
+
+
+register_task("glimpse")(GlimpseTask)
+register_task("seq2seq")(Seq2SeqTask)
+register_task("text_classification")(TextClassificationTask)
+register_task("forecasting")(ForecastingTask)
 
 
 def get_task(name: str, config, dataset):

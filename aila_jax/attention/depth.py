@@ -1,0 +1,334 @@
+r"""Attention over depth: how layer :math:`t` reads the outputs of layers :math:`< t`.
+
+Pure functions on arrays (no parameters) for the depth mixers of
+:mod:`aila_jax.nn.depth`: AILA architectures 1 and 2 (Claster et al. 2025,
+arXiv 2503.22742) and MRLA-base / MRLA-light (Fang et al., "Cross-Layer
+Retrospective Retrieving via Layer Attention", ICLR 2023).
+
+**The padded depth buffer.** Earlier layers' representations are held in one
+array ``buffer`` of static shape ``[batch, T, *feature]`` (``T`` = the
+largest number of layers a stage holds, slot ``0`` = the stage's input
+embedding :math:`x_0`). Layer :math:`t` may read slots ``0 .. t-1`` (or
+``1 .. t`` for MRLA, whose cache also holds the current block); the rest is
+padding. :func:`depth_mask` turns ``(t, T)`` into a boolean mask, so every
+layer's computation has the same shapes under ``jax.jit`` (and ``t`` may be a
+traced integer, e.g. inside ``lax.scan``). Masked slots get exactly zero weight.
+
+**AILA-1** (linear mixing). Layer :math:`t` holds one learned logit
+:math:`w_{t,i}` per slot and mixes
+
+.. math::
+
+   m_t = \sum_{i \in V_t} a_{t,i}\, x_i, \qquad
+   a_{t,\cdot} = \mathrm{normalize}(w_{t,\cdot}; V_t)
+
+with :func:`normalize_depth_weights` (``softmax``: positive weights summing to
+one; ``sum``: :math:`w_i / \sum_j w_j` over the valid slots; ``l1``:
+:math:`|w_i| / \sum_j |w_j|`; ``none``: the raw weights).
+
+**AILA-2** (query/key attention over layers, multi-head). With a query
+:math:`q_t` from the current block and keys :math:`k_i` from the earlier
+layers,
+
+.. math::
+
+   \alpha_{t,i}^{(n)} = \mathrm{softmax}_{i \in V_t}\!\Big(
+     \frac{q_t^{(n)} \cdot k_i^{(n)}}{\sqrt{d}}\Big), \qquad
+   m_t^{(n)} = \sum_i \alpha_{t,i}^{(n)}\, v_i^{(n)}
+
+for each head :math:`n` (a slice of the channels). ``per_token`` attention
+computes one distribution per position (token or pixel) and uses
+:func:`aila_jax.attention.dot_product_attention` with the layers as the key
+axis; ``pooled`` attention computes one distribution per example from
+globally averaged features (:func:`pooled_depth_attention`) and applies it to
+every position.
+
+**MRLA-base** (Fang et al. 2023, eq. 6) is pooled multi-head depth attention
+over the per-stage cache of keys and values, the current block included.
+**MRLA-light** (eq. 8) is its recurrent approximation, :func:`mrla_light_step`:
+
+.. math::
+
+   o_t = \lambda_t \odot o_{t-1} + \sigma\!\Big(\frac{q_t \cdot k_t}{\sqrt d}\Big)\, v_t .
+
+References:
+  Claster, K M, Gundechia, "AILA: Attention-based Inter-Layer Aggregation"
+  (arXiv 2503.22742, 2025). Fang, Wang, Ren, Zhang, Chen, "Cross-Layer
+  Retrospective Retrieving via Layer Attention", ICLR 2023,
+  https://arxiv.org/abs/2302.03985 (official code: github.com/joyfang1106/MRLA).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from aila_jax.attention.dot_product import dot_product_attention
+
+__all__ = [
+    "NORMALIZATIONS",
+    "depth_mask",
+    "normalize_depth_weights",
+    "mix_depth",
+    "per_token_depth_attention",
+    "pooled_depth_attention",
+    "mrla_light_step",
+    "mrla_light_unrolled_weights",
+    "eca_kernel_size",
+]
+
+NORMALIZATIONS = ("softmax", "sum", "l1", "none")
+
+
+def depth_mask(index, depth: int, *, include_input: bool = True, include_current: bool = False) -> jax.Array:
+  r"""Boolean ``[depth]`` mask of the slots layer ``index`` may read.
+
+  .. math::
+
+     V_t = \{ i : i_0 \le i < t + [\text{include\_current}] \},
+     \qquad i_0 = 0 \text{ if include\_input else } 1
+
+  Args:
+    index: the layer index :math:`t \ge 1` (int or traced int scalar).
+    depth: the buffer's static number of slots ``T``.
+    include_input: whether slot 0 (the input embedding) is readable.
+    include_current: whether slot ``t`` (the current block, MRLA's cache) is readable.
+
+  >>> depth_mask(2, 5).tolist()
+  [True, True, False, False, False]
+  >>> depth_mask(2, 5, include_input=False, include_current=True).tolist()
+  [False, True, True, False, False]
+  """
+  if isinstance(index, int) and not 1 <= index <= depth - int(include_current):
+    raise ValueError(f"depth_mask: layer index {index} outside [1, {depth - int(include_current)}] "
+                     f"for a depth buffer of {depth} slots")
+  slots = jnp.arange(depth)
+  hi = index + (1 if include_current else 0)
+  lo = 0 if include_input else 1
+  return (slots >= lo) & (slots < hi)
+
+
+def normalize_depth_weights(logits: jax.Array, mask: jax.Array, normalization: str = "softmax",
+                            eps: float = 1e-6) -> jax.Array:
+  r"""AILA-1 weights from learned logits ``[..., T]`` over the valid slots ``mask`` ``[T]``.
+
+  .. math::
+
+     \mathrm{softmax}: a_i = \frac{e^{w_i}}{\sum_{j \in V} e^{w_j}}, \quad
+     \mathrm{sum}: a_i = \frac{w_i}{\sum_{j\in V} w_j}, \quad
+     \mathrm{l1}: a_i = \frac{|w_i|}{\epsilon + \sum_{j \in V} |w_j|}, \quad
+     \mathrm{none}: a_i = w_i ,
+
+  and :math:`a_i = 0` for :math:`i \notin V`. ``sum`` can divide by a
+  sum near zero; it is the reading "weights normalised to sum to one" with no
+  sign constraint and is kept as an option, ``softmax`` is the default.
+
+  >>> w = normalize_depth_weights(jnp.zeros(4), depth_mask(3, 4))
+  >>> [round(float(a), 4) for a in w]
+  [0.3333, 0.3333, 0.3333, 0.0]
+  """
+  if normalization not in NORMALIZATIONS:
+    raise ValueError(f"normalization: expected one of {NORMALIZATIONS}, got {normalization!r}")
+  logits = jnp.asarray(logits)
+  if mask.shape != logits.shape[-1:]:
+    raise ValueError(f"normalize_depth_weights: mask shape {mask.shape} does not match the depth "
+                     f"axis of logits {logits.shape} (expected ({logits.shape[-1]},))")
+  zero = jnp.zeros((), logits.dtype)
+  if normalization == "softmax":
+    masked = jnp.where(mask, logits, -jnp.inf)
+    return jnp.where(mask, jax.nn.softmax(masked, axis=-1), zero)
+  w = jnp.where(mask, logits, zero)
+  if normalization == "sum":
+    return w / jnp.sum(w, axis=-1, keepdims=True)
+  if normalization == "l1":
+    w = jnp.abs(w)
+    return w / (eps + jnp.sum(w, axis=-1, keepdims=True))
+  return w
+
+
+def mix_depth(weights: jax.Array, buffer: jax.Array) -> jax.Array:
+  r"""``sum_i weights[..., i] * buffer[:, i]``: the weighted sum of the buffered layers.
+
+  Args:
+    weights: ``[T]`` (one mix for the batch) or ``[B, T]`` (one per example).
+    buffer: ``[B, T, *feature]``.
+
+  Returns:
+    ``[B, *feature]``.
+
+  >>> mix_depth(jnp.array([0.25, 0.75]), jnp.ones((2, 2, 3))).tolist()
+  [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+  """
+  if weights.shape[-1] != buffer.shape[1]:
+    raise ValueError(f"mix_depth: weights {weights.shape} and buffer {buffer.shape} disagree on the "
+                     "depth axis (weights[..., T] vs buffer[B, T, ...])")
+  if weights.ndim == 1:
+    return jnp.einsum("t,bt...->b...", weights.astype(buffer.dtype), buffer)
+  return jnp.einsum("bt,bt...->b...", weights.astype(buffer.dtype), buffer)
+
+
+def _split_heads(x: jax.Array, num_heads: int, name: str) -> jax.Array:
+  if x.shape[-1] % num_heads:
+    raise ValueError(f"{name}: width {x.shape[-1]} is not divisible by num_heads={num_heads}")
+  return x.reshape(x.shape[:-1] + (num_heads, x.shape[-1] // num_heads))
+
+
+def per_token_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array, *,
+                              num_heads: int) -> tuple[jax.Array, jax.Array]:
+  r"""Multi-head attention over layers, one distribution per position.
+
+  Each position :math:`p` (token or pixel) of the current layer queries the
+  same position of every readable earlier layer:
+
+  .. math::
+
+     \alpha_{p,i}^{(n)} = \mathrm{softmax}_{i \in V}\big(q_p^{(n)} \cdot k_{i,p}^{(n)} / \sqrt{d}\big),
+     \qquad m_p^{(n)} = \sum_i \alpha_{p,i}^{(n)}\, v_{i,p}^{(n)} .
+
+  Computed by :func:`aila_jax.attention.dot_product_attention` with batch
+  ``B * P``, one query and the ``T`` layers as keys.
+
+  Args:
+    query: ``[B, *positions, D]``.
+    keys: ``[B, T, *positions, D]``.
+    values: ``[B, T, *positions, D]``.
+    mask: boolean ``[T]``, the readable slots (:func:`depth_mask`).
+    num_heads: heads; must divide ``D``.
+
+  Returns:
+    ``(mixed [B, *positions, D], weights [B, *positions, heads, T])`` (weights float32).
+  """
+  b, t = keys.shape[:2]
+  if keys.shape != values.shape or keys.shape[:1] + keys.shape[2:] != query.shape:
+    raise ValueError(f"per_token_depth_attention: expected query [B, *P, D] and keys/values [B, T, *P, D]; "
+                     f"got query {query.shape}, keys {keys.shape}, values {values.shape}")
+  positions, d = query.shape[1:-1], query.shape[-1]
+  p = math.prod(positions)
+  q = _split_heads(query.reshape(b * p, 1, d), num_heads, "query")  # (BP, 1, N, d/N)
+  kv_perm = (0,) + tuple(range(2, keys.ndim - 1)) + (1, keys.ndim - 1)
+  k = _split_heads(jnp.transpose(keys, kv_perm).reshape(b * p, t, d), num_heads, "keys")  # (BP, T, N, d/N)
+  v = _split_heads(jnp.transpose(values, kv_perm).reshape(b * p, t, d), num_heads, "values")
+  out, weights = dot_product_attention(q, k, v, mask=mask[None, None, None, :], return_weights=True,
+                                       implementation="xla")
+  out = out.reshape((b,) + positions + (d,))  # (B, *P, D)
+  weights = weights.reshape((b,) + positions + (num_heads, t))  # (B, *P, N, T)
+  return out, weights
+
+
+def pooled_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array, *,
+                           num_heads: int, scale: float | None = None) -> tuple[jax.Array, jax.Array]:
+  r"""Multi-head attention over layers with one distribution per example (MRLA-base, pooled AILA-2).
+
+  .. math::
+
+     \alpha_i^{(n)} = \mathrm{softmax}_{i \in V}\big(\alpha\, q^{(n)} \cdot k_i^{(n)}\big), \qquad
+     m^{(n)} = \sum_i \alpha_i^{(n)}\, v_i^{(n)},
+
+  where :math:`q, k_i \in \mathbb{R}^C` are pooled descriptors, head :math:`n`
+  owns channels :math:`[nC/N, (n+1)C/N)` of the values :math:`v_i` (any
+  spatial shape), and :math:`\alpha = 1/\sqrt{C/N}` by default. This is
+  MRLA-base's ``softmax(Q K^T / sqrt(d)) V`` with ``V`` flattened per head.
+
+  Args:
+    query: ``[B, C]``.
+    keys: ``[B, T, C]``.
+    values: ``[B, T, *positions, C]``.
+    mask: boolean ``[T]``.
+    num_heads: heads; must divide ``C``.
+    scale: logits scale; default ``1 / sqrt(C / num_heads)``.
+
+  Returns:
+    ``(mixed [B, *positions, C], weights [B, heads, T])`` (weights float32).
+  """
+  b, t, c = keys.shape
+  if query.shape != (b, c) or values.shape[:2] != (b, t) or values.shape[-1] != c:
+    raise ValueError(f"pooled_depth_attention: expected query [B, C], keys [B, T, C], values [B, T, *P, C]; "
+                     f"got query {query.shape}, keys {keys.shape}, values {values.shape}")
+  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, N, d)
+  k = _split_heads(keys, num_heads, "keys").astype(jnp.float32)  # (B, T, N, d)
+  scale = 1.0 / math.sqrt(c // num_heads) if scale is None else scale
+  logits = jnp.einsum("bnd,btnd->bnt", q, k) * scale
+  logits = jnp.where(mask[None, None, :], logits, -jnp.inf)
+  weights = jnp.where(mask[None, None, :], jax.nn.softmax(logits, axis=-1), 0.0)  # (B, N, T)
+  v = _split_heads(values, num_heads, "values")  # (B, T, *P, N, d)
+  out = jnp.einsum("bnt,bt...nd->b...nd", weights.astype(values.dtype), v)
+  return out.reshape(out.shape[:-2] + (c,)), weights
+
+
+def mrla_light_step(prev: jax.Array, query: jax.Array, key: jax.Array, value: jax.Array, lam: jax.Array, *,
+                    num_heads: int) -> tuple[jax.Array, jax.Array]:
+  r"""One MRLA-light recurrence step (Fang et al. 2023, eq. 8).
+
+  .. math::
+
+     o_t^{(n)} = \lambda_t^{(n)} \odot o_{t-1}^{(n)}
+       + \sigma\!\Big(\frac{q_t^{(n)} \cdot k_t^{(n)}}{\sqrt{d}}\Big)\, v_t^{(n)}
+
+  with per-channel :math:`\lambda_t` and one sigmoid gate per head (the
+  official code's ``mrla_light_layer`` plus ``lambda_t * o_{t-1}``).
+
+  Args:
+    prev: :math:`o_{t-1}`, ``[B, *positions, C]``.
+    query, key: pooled descriptors ``[B, C]``.
+    value: ``[B, *positions, C]``.
+    lam: ``[C]``.
+    num_heads: heads; must divide ``C``.
+
+  Returns:
+    ``(o_t [B, *positions, C], gates [B, heads])``.
+  """
+  b, c = query.shape
+  if key.shape != (b, c) or value.shape != prev.shape or value.shape[0] != b or value.shape[-1] != c \
+      or lam.shape != (c,):
+    raise ValueError(f"mrla_light_step: expected query/key [B, C], value and prev [B, *P, C], lam [C]; got "
+                     f"query {query.shape}, key {key.shape}, value {value.shape}, prev {prev.shape}, "
+                     f"lam {lam.shape}")
+  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, N, d)
+  k = _split_heads(key, num_heads, "key").astype(jnp.float32)
+  gates = jax.nn.sigmoid(jnp.einsum("bnd,bnd->bn", q, k) / math.sqrt(c // num_heads))  # (B, N)
+  v = _split_heads(value, num_heads, "value")  # (B, *P, N, d)
+  g = gates.reshape((b,) + (1,) * (value.ndim - 2) + (num_heads, 1)).astype(value.dtype)
+  gated = (g * v).reshape(value.shape)
+  return lam.astype(value.dtype) * prev + gated, gates
+
+
+def mrla_light_unrolled_weights(gates: jax.Array, lams: jax.Array) -> jax.Array:
+  r"""The weight each step's value carries in the last MRLA-light output.
+
+  Unrolling :func:`mrla_light_step` from :math:`o_0 = 0`,
+
+  .. math::
+
+     o_T = \sum_{i=1}^{T} \Big(\prod_{j=i+1}^{T} \lambda_j\Big) g_i\, v_i ,
+
+  so the implied (unnormalised) attention of layer :math:`T` on layer
+  :math:`i` is :math:`\beta_i = g_i \prod_{j>i} \lambda_j` (per channel).
+
+  Args:
+    gates: ``[T, C]`` per-channel gates (a head's gate repeated over its channels).
+    lams: ``[T, C]``.
+
+  Returns:
+    ``[T, C]``.
+  """
+  # reverse cumulative product of lambdas over j > i
+  after = jnp.concatenate([jnp.cumprod(lams[::-1], axis=0)[::-1][1:], jnp.ones_like(lams[:1])], axis=0)
+  return gates * after
+
+
+def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
+  r"""ECA's adaptive 1-D kernel size, used by MRLA for :math:`W_q, W_k`.
+
+  .. math::
+
+     k = \mathrm{odd}\big(\lfloor |(\log_2 C + b) / \gamma| \rfloor\big)
+
+  (rounded up to the next odd number; Wang et al., ECA-Net, CVPR 2020).
+
+  >>> [eca_kernel_size(c) for c in (16, 32, 64, 256, 2048)]
+  [3, 3, 3, 5, 7]
+  """
+  t = int(abs((math.log(channels, 2) + b) / gamma))
+  return t if t % 2 else t + 1

@@ -1,0 +1,418 @@
+r"""Depth mixers: one interface for "how does layer t combine the outputs of layers < t".
+
+A backbone (``aila_jax.models.depth_backbones``) is a stack of blocks
+:math:`F_t`. It keeps a *depth buffer* of the representations
+:math:`x_0, x_1, \dots` it has built (slot 0 = the stage's input embedding),
+and after block :math:`t` computes :math:`h_t = F_t(x_{t-1})` it calls layer
+:math:`t`'s mixer::
+
+    x_t, buffer, weights = mixer(h_t, buffer, train=train)
+
+The mixer returns the next input :math:`x_t`, the updated buffer (it writes
+slot ``t`` itself, because MRLA's cache holds keys and values computed with
+each block's own parameters) and its attention distribution over depth
+(``None`` for mixers without one). Buffers have static shapes (``[B, T, ...]``
+with a causal layer mask, :func:`aila_jax.attention.depth.depth_mask`), so a
+stage compiles to one graph whatever the mixer. Mixers sow what is worth
+plotting into the ``intermediates`` collection (``depth_weights`` and, for
+MRLA-light, ``gates`` and ``lambda``).
+
+Mixers (:data:`MIXERS`), with :math:`\phi` the backbone's activation (ReLU in a
+ResNet, identity in the MLP/LSTM) and :math:`\mathrm{DP}` drop-path:
+
+============  ================================================================================
+``none``      :math:`x_t = \phi(h_t)` (a plain stack, no skip)
+``residual``  :math:`x_t = \phi(h_t + x_{t-1})` (He et al. 2016)
+``dense``     :math:`x_t = \phi(h_t + \frac{1}{|V_t|}\sum_{i \in V_t} x_i)`: every earlier layer with
+              equal, fixed weights (DenseNet-style aggregation at constant width: DenseNet's
+              concatenation would grow the width; here the widths must agree)
+``aila1``     :math:`x_t = \phi(h_t + [x_{t-1}] + \sum_{i \in V_t} a_{t,i} x_i)`, learned
+              :math:`a_{t,\cdot}` = ``normalization`` of per-layer logits (AILA architecture 1)
+``aila2``     :math:`x_t = \phi(h_t + [x_{t-1}] + \mathrm{MHA}_{\text{depth}}(q_t, \{k_i, x_i\}_{i\in V_t}))`
+              (AILA architecture 2, multi-head attention with the layers as keys)
+``mrla_base`` :math:`o_t = \phi(h_t + x_{t-1})`, :math:`x_t = o_t + \mathrm{DP}(\phi(\mathrm{BN}(
+              \sum_{i \le t} \mathrm{softmax}_i(q_t k_i^\top/\sqrt d)\, v_i)))` over the stage's cache
+``mrla_light`` :math:`o_t = \phi(h_t + x_{t-1})`, :math:`x_t = o_t + \mathrm{DP}(\mathrm{BN}(
+              \lambda_t \odot x_{t-1} + \sigma(q_t k_t^\top/\sqrt d)\, v_t))`
+============  ================================================================================
+
+:math:`[x_{t-1}]` is present when ``residual=True``. Drop-path acts on the
+attention branch in the MRLA mixers (as in the official code) and on the block
+output :math:`h_t` in the others (stochastic depth, Huang et al. 2016).
+
+**Choices where AILA's text is silent** (arXiv 2503.22742's body is not
+available; each is a switch):
+
+* ``include_input`` (default True): the input embedding :math:`x_0` is one
+  of the layers read (a key).
+* ``normalization`` (AILA-1, default ``softmax``): how learned logits become
+  weights (``softmax``, ``sum``, ``l1``, ``none``); logits start at zero
+  (uniform weights), or, for ``none``, one-hot on the previous layer (the
+  plain residual network at initialisation).
+* ``residual`` (default False): keep the plain skip :math:`x_{t-1}` beside the
+  learned mix; by default the mix replaces it.
+* ``query`` (AILA-2, default ``block``): the query comes from the current
+  block output :math:`h_t` (``block``) or from its input :math:`x_{t-1}`
+  (``previous``); keys from :math:`W_k x_i`, values are the :math:`x_i`
+  themselves (so the mix stays a convex combination of earlier layers, like AILA-1).
+* ``pooling`` (AILA-2, default ``per_token``): one distribution per
+  position, or one per example from position-averaged descriptors (``pooled``).
+* ``qk_norm`` (AILA-2, default True): LayerNorm on query and key inputs.
+
+**MRLA as in the official code** (github joyfang1106/MRLA,
+``resnet/models/resnet_mrla_{base,light}.py`` and
+``modules/mrla_{base,light}_module.py``): the query and key are ECA-style 1-D
+convolutions (kernel :func:`~aila_jax.attention.depth.eca_kernel_size`, no
+bias) over the channels of the globally average-pooled block output; the
+value is a 3x3 depthwise convolution (no bias) of the block output; heads of
+``dim_per_head`` channels (16 for base, 32 for light; a stage narrower than one
+head uses a single head); MRLA-base's cache restarts at each stage and
+includes the current block; MRLA-light's :math:`\lambda_t \in \mathbb{R}^C` is
+initialised from a standard normal, and :math:`o_{t-1}` is the block's input
+(the official ``identity``). On sequences the depthwise convolution is 1-D
+(kernel 3); on vectors it is a per-channel scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from aila_jax.attention import depth as depth_attn
+from aila_jax.errors import ConfigError
+
+Buffer = dict[str, jax.Array]
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu, "gelu": nn.gelu, "tanh": jnp.tanh, "none": lambda x: x}
+
+
+def drop_path(module: nn.Module, x: jax.Array, rate: float, *, train: bool) -> jax.Array:
+  r"""Stochastic depth: drops ``x`` for whole examples with probability ``rate``.
+
+  .. math:: \mathrm{DP}(x)_b = x_b\, \xi_b / (1 - p), \qquad \xi_b \sim \mathrm{Bernoulli}(1 - p)
+
+  Uses the module's ``dropout`` RNG stream (Huang et al., "Deep Networks with
+  Stochastic Depth", ECCV 2016).
+  """
+  if not train or rate == 0.0:
+    return x
+  keep = 1.0 - rate
+  xi = jax.random.bernoulli(module.make_rng("dropout"), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(xi, x / keep, jnp.zeros_like(x))
+
+
+def _check_same(name: str, layer: int, h: jax.Array, ref: jax.Array, what: str) -> None:
+  if h.shape != ref.shape:
+    raise ConfigError(
+        f"config.model.mixer: depth mixer {name!r} at layer {layer} got a block output of shape "
+        f"{h.shape} but {what} has shape {ref.shape}; the layers a depth mixer combines must have the "
+        "same width and resolution (mix within a stage, or make the widths equal)")
+
+
+def _heads_for(name: str, channels: int, dim_per_head: int) -> int:
+  if channels < dim_per_head:
+    return 1
+  if channels % dim_per_head:
+    raise ConfigError(f"config.model.mixer_kwargs.dim_per_head: mixer {name!r} needs the width {channels} "
+                      f"to be a multiple of dim_per_head={dim_per_head}")
+  return channels // dim_per_head
+
+
+class _Mixer(nn.Module):
+  """Fields shared by every mixer."""
+  layer: int                    # t >= 1: which slot this mixer writes
+  depth: int                    # T: slots of the buffer (the stage's blocks + 1)
+  activation: str = "relu"      # phi, the backbone's activation after the addition
+  drop_path: float = 0.0        # stochastic depth rate (see the module docstring)
+  norm: str = "batch"           # MRLA branch norm: 'batch' (CNN), 'layer' (sequences), 'none'
+  dtype: Any = jnp.float32
+
+  uses_history = False           # does the buffer hold every earlier layer ('x'), or only x_{t-1} ('prev')?
+
+  @classmethod
+  def init_buffer(cls, x0: jax.Array, depth: int) -> Buffer:
+    """The buffer before layer 1: slot 0 holds the input embedding ``x0``."""
+    if not cls.uses_history:
+      return {"prev": x0}
+    x = jnp.zeros((x0.shape[0], depth) + x0.shape[1:], x0.dtype)
+    return {"x": x.at[:, 0].set(x0)}
+
+  def _prev(self, buffer: Buffer) -> jax.Array:
+    return buffer["prev"] if "prev" in buffer else buffer["x"][:, self.layer - 1]
+
+  def _write(self, buffer: Buffer, x: jax.Array) -> Buffer:
+    out = dict(buffer)
+    if "x" in buffer:
+      out["x"] = buffer["x"].at[:, self.layer].set(x.astype(buffer["x"].dtype))
+    else:
+      out["prev"] = x
+    return out
+
+  def _act(self, x):
+    return ACTIVATIONS[self.activation](x)
+
+  def _check(self, name, h, buffer):
+    if not 1 <= self.layer < self.depth + (0 if self.uses_history else 10**9):
+      raise ConfigError(f"config.model.mixer: depth mixer {name!r} at layer {self.layer} with a depth buffer "
+                        f"of {self.depth} slots; layers run from 1 to {self.depth - 1}")
+    ref = buffer["x"][:, 0] if "x" in buffer else buffer["prev"]
+    _check_same(name, self.layer, h, ref, "the depth buffer")
+
+  def _norm(self, x, train):
+    if self.norm == "batch":
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name="norm")(x)
+    if self.norm == "layer":
+      return nn.LayerNorm(dtype=self.dtype, name="norm")(x)
+    return x
+
+  def _dp(self, x, train):
+    return drop_path(self, x, self.drop_path, train=train)
+
+
+class NoMixer(_Mixer):
+  r""":math:`x_t = \phi(h_t)`: a plain stack (no skip connection)."""
+
+  @nn.compact
+  def __call__(self, h, buffer: Buffer, *, train: bool = False):
+    self._check("none", h, buffer)
+    x = self._act(self._dp(h, train))
+    return x, self._write(buffer, x), None
+
+
+class ResidualMixer(_Mixer):
+  r""":math:`x_t = \phi(h_t + x_{t-1})`: the residual baseline."""
+
+  @nn.compact
+  def __call__(self, h, buffer: Buffer, *, train: bool = False):
+    self._check("residual", h, buffer)
+    x = self._act(self._dp(h, train) + self._prev(buffer))
+    return x, self._write(buffer, x), None
+
+
+class DenseMixer(_Mixer):
+  r""":math:`x_t = \phi(h_t + \mathrm{mean}_{i \in V_t} x_i)`: equal fixed weights on every earlier layer."""
+  include_input: bool = True
+  uses_history = True
+
+  @nn.compact
+  def __call__(self, h, buffer: Buffer, *, train: bool = False):
+    self._check("dense", h, buffer)
+    mask = depth_attn.depth_mask(self.layer, self.depth, include_input=self.include_input)
+    weights = depth_attn.normalize_depth_weights(jnp.zeros((self.depth,), jnp.float32), mask, "softmax")
+    self.sow("intermediates", "depth_weights", weights)
+    x = self._act(self._dp(h, train) + depth_attn.mix_depth(weights, buffer["x"]))
+    return x, self._write(buffer, x), weights
+
+
+class AILA1Mixer(_Mixer):
+  r"""AILA architecture 1: learned linear weights over every earlier layer.
+
+  .. math:: x_t = \phi\Big(h_t + [x_{t-1}] + \sum_{i \in V_t} a_{t,i}\, x_i\Big),
+     \qquad a_{t,\cdot} = \mathrm{normalize}(w_{t,\cdot}; V_t)
+  """
+  normalization: str = "softmax"
+  include_input: bool = True
+  residual: bool = False
+  uses_history = True
+
+  @nn.compact
+  def __call__(self, h, buffer: Buffer, *, train: bool = False):
+    self._check("aila1", h, buffer)
+    if self.normalization not in depth_attn.NORMALIZATIONS:
+      raise ConfigError(f"config.model.mixer_kwargs.normalization: expected one of "
+                        f"{depth_attn.NORMALIZATIONS}, got {self.normalization!r}")
+    layer, depth = self.layer, self.depth
+
+    def init(key, shape, dtype=jnp.float32):
+      del key
+      if self.normalization == "none":  # the residual network at initialisation
+        return jnp.zeros(shape, dtype).at[layer - 1].set(1.0)
+      return jnp.zeros(shape, dtype) if self.normalization == "softmax" else jnp.ones(shape, dtype)
+
+    logits = self.param("depth_logits", init, (depth,))
+    mask = depth_attn.depth_mask(layer, depth, include_input=self.include_input or layer == 1)
+    weights = depth_attn.normalize_depth_weights(logits, mask, self.normalization)  # (T,)
+    self.sow("intermediates", "depth_weights", weights)
+    mix = depth_attn.mix_depth(weights, buffer["x"])
+    if self.residual:
+      mix = mix + self._prev(buffer)
+    x = self._act(self._dp(h, train) + mix)
+    return x, self._write(buffer, x), weights
+
+
+class AILA2Mixer(_Mixer):
+  r"""AILA architecture 2: multi-head query/key attention over the earlier layers.
+
+  .. math:: x_t = \phi\big(h_t + [x_{t-1}] + \textstyle\sum_{i\in V_t} \alpha_{t,i}\, x_i\big),\quad
+     \alpha_{t,i}^{(n)} = \mathrm{softmax}_i\big((W_q u_t)^{(n)} \cdot (W_k x_i)^{(n)} / \sqrt{d}\big)
+
+  with :math:`u_t = h_t` (``query='block'``) or :math:`x_{t-1}` (``'previous'``).
+  The returned weights are ``[B, heads, T]`` (averaged over positions when
+  ``pooling='per_token'``).
+  """
+  num_heads: int = 4
+  query: str = "block"
+  pooling: str = "per_token"
+  include_input: bool = True
+  residual: bool = False
+  qk_norm: bool = True
+  uses_history = True
+
+  @nn.compact
+  def __call__(self, h, buffer: Buffer, *, train: bool = False):
+    self._check("aila2", h, buffer)
+    if self.query not in ("block", "previous"):
+      raise ConfigError(f"config.model.mixer_kwargs.query: expected 'block' or 'previous', got {self.query!r}")
+    if self.pooling not in ("per_token", "pooled"):
+      raise ConfigError(f"config.model.mixer_kwargs.pooling: expected 'per_token' or 'pooled', "
+                        f"got {self.pooling!r}")
+    width = h.shape[-1]
+    if width % self.num_heads:
+      raise ConfigError(f"config.model.mixer_kwargs.num_heads: aila2 needs the width {width} to be divisible "
+                        f"by num_heads={self.num_heads}")
+    xs = buffer["x"]  # (B, T, *P, D)
+    u = h if self.query == "block" else self._prev(buffer)
+    mask = depth_attn.depth_mask(self.layer, self.depth, include_input=self.include_input or self.layer == 1)
+    pos_axes = tuple(range(1, h.ndim - 1))
+    if self.pooling == "pooled":
+      u = u.mean(pos_axes) if pos_axes else u  # (B, D)
+      kin = xs.mean(tuple(a + 1 for a in pos_axes)) if pos_axes else xs  # (B, T, D)
+    else:
+      kin = xs
+    if self.qk_norm:
+      u = nn.LayerNorm(dtype=self.dtype, name="q_norm")(u)
+      kin = nn.LayerNorm(dtype=self.dtype, name="k_norm")(kin)
+    q = nn.Dense(width, use_bias=False, dtype=self.dtype, name="query")(u)
+    k = nn.Dense(width, use_bias=False, dtype=self.dtype, name="key")(kin)
+    if self.pooling == "pooled":
+      mix, weights = depth_attn.pooled_depth_attention(q, k, xs.astype(q.dtype), mask, num_heads=self.num_heads)
+    else:
+      mix, weights = depth_attn.per_token_depth_attention(q, k, xs.astype(q.dtype), mask,
+                                                          num_heads=self.num_heads)
+      weights = weights.mean(axis=pos_axes) if pos_axes else weights  # (B, N, T)
+    self.sow("intermediates", "depth_weights", weights)
+    mix = mix.astype(h.dtype)
+    if self.residual:
+      mix = mix + self._prev(buffer)
+    x = self._act(self._dp(h, train) + mix)
+    return x, self._write(buffer, x), weights
+
+
+class _MRLAProjections(nn.Module):
+  """MRLA's Q, K (ECA 1-D convs over pooled channels) and V (depthwise conv) of a block output."""
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, o):
+    c = o.shape[-1]
+    pos_axes = tuple(range(1, o.ndim - 1))
+    y = o.mean(pos_axes) if pos_axes else o  # (B, C) global average pooling
+    ks = depth_attn.eca_kernel_size(c)
+    y1 = y[..., None]  # (B, C, 1): the channels as a 1-D sequence
+    q = nn.Conv(1, (ks,), padding="SAME", use_bias=False, dtype=self.dtype, name="wq")(y1)[..., 0]
+    k = nn.Conv(1, (ks,), padding="SAME", use_bias=False, dtype=self.dtype, name="wk")(y1)[..., 0]
+    if pos_axes:
+      v = nn.Conv(c, (3,) * len(pos_axes), padding="SAME", feature_group_count=c, use_bias=False,
+                  dtype=self.dtype, name="wv")(o)
+    else:
+      v = o * self.param("wv", nn.initializers.ones, (c,)).astype(o.dtype)
+    return q, k, v  # (B, C), (B, C), (B, *P, C)
+
+
+class MRLABaseMixer(_Mixer):
+  r"""MRLA-base (Fang et al. 2023, eq. 6): softmax attention over the stage's cached keys and values.
+
+  .. math:: o_t = \phi(h_t + x_{t-1}), \quad
+     x_t = o_t + \mathrm{DP}\Big(\phi\big(\mathrm{BN}\big(\textstyle\sum_{i=1}^{t}
+       \mathrm{softmax}_i(q_t \cdot k_i / \sqrt{d})\, v_i\big)\big)\Big)
+  """
+  dim_per_head: int = 16
+
+  @classmethod
+  def init_buffer(cls, x0, depth):
+    b, c = x0.shape[0], x0.shape[-1]
+    return {"prev": x0, "k": jnp.zeros((b, depth, c), x0.dtype),
+            "v": jnp.zeros((b, depth) + x0.shape[1:], x0.dtype)}
+
+  @nn.compact
+  def __call__(self, h, buffer: Buffer, *, train: bool = False):
+    self._check("mrla_base", h, buffer)
+    if not 1 <= self.layer < self.depth:
+      raise ConfigError(f"config.model.mixer: mrla_base at layer {self.layer} with a cache of {self.depth} slots")
+    heads = _heads_for("mrla_base", h.shape[-1], self.dim_per_head)
+    o = self._act(h + buffer["prev"])
+    q, k, v = _MRLAProjections(dtype=self.dtype, name="mrla")(o)
+    keys = buffer["k"].at[:, self.layer].set(k.astype(buffer["k"].dtype))
+    values = buffer["v"].at[:, self.layer].set(v.astype(buffer["v"].dtype))
+    mask = depth_attn.depth_mask(self.layer, self.depth, include_input=False, include_current=True)
+    att, weights = depth_attn.pooled_depth_attention(q, keys.astype(q.dtype), values.astype(q.dtype), mask,
+                                                     num_heads=heads)
+    self.sow("intermediates", "depth_weights", weights)
+    x = o + self._dp(self._act(self._norm(att.astype(o.dtype), train)), train)
+    return x, {"prev": x, "k": keys, "v": values}, weights
+
+
+class MRLALightMixer(_Mixer):
+  r"""MRLA-light (Fang et al. 2023, eq. 8): a sigmoid-gated recurrence over depth.
+
+  .. math:: o_t = \phi(h_t + x_{t-1}), \quad
+     x_t = o_t + \mathrm{DP}\big(\mathrm{BN}(\lambda_t \odot x_{t-1} + \sigma(q_t \cdot k_t/\sqrt{d})\, v_t)\big)
+  """
+  dim_per_head: int = 32
+
+  @nn.compact
+  def __call__(self, h, buffer: Buffer, *, train: bool = False):
+    self._check("mrla_light", h, buffer)
+    c = h.shape[-1]
+    heads = _heads_for("mrla_light", c, self.dim_per_head)
+    prev = buffer["prev"]
+    o = self._act(h + prev)
+    q, k, v = _MRLAProjections(dtype=self.dtype, name="mrla")(o)
+    lam = self.param("lambda", nn.initializers.normal(1.0), (c,))
+    out, gates = depth_attn.mrla_light_step(prev.astype(q.dtype), q, k, v.astype(q.dtype), lam, num_heads=heads)
+    self.sow("intermediates", "gates", gates)
+    self.sow("intermediates", "lambda", lam)
+    x = o + self._dp(self._norm(out.astype(o.dtype), train), train)
+    return x, self._write(buffer, x), None
+
+
+MIXERS: dict[str, type[_Mixer]] = {
+    "none": NoMixer,
+    "residual": ResidualMixer,
+    "dense": DenseMixer,
+    "aila1": AILA1Mixer,
+    "aila2": AILA2Mixer,
+    "mrla_base": MRLABaseMixer,
+    "mrla_light": MRLALightMixer,
+}
+
+
+def mixer_class(name: str) -> type[_Mixer]:
+  """The mixer class called ``name``; ConfigError naming ``config.model.mixer`` otherwise."""
+  if name not in MIXERS:
+    raise ConfigError(f"config.model.mixer: unknown depth mixer {name!r}; expected one of {sorted(MIXERS)}")
+  return MIXERS[name]
+
+
+def check_mixer_kwargs(name: str, kwargs: dict) -> None:
+  """Unknown options of mixer ``name`` -> ConfigError naming ``config.model.mixer_kwargs``."""
+  cls = mixer_class(name)
+  fields = {f for f in cls.__dataclass_fields__} - {"parent", "name", "layer", "depth", "activation",
+                                                      "drop_path", "norm", "dtype"}
+  unknown = sorted(set(kwargs) - fields)
+  if unknown:
+    raise ConfigError(f"config.model.mixer_kwargs: mixer {name!r} takes no option(s) {unknown}; "
+                      f"it takes {sorted(fields)}")
+
+
+def make_mixer(mixer: str, *, layer: int, depth: int, **kwargs) -> _Mixer:
+  """Mixer ``mixer`` for layer ``layer`` of a stage whose buffer has ``depth`` slots.
+
+  ``kwargs`` are the mixer's fields (and flax's ``name``).
+  """
+  cls = mixer_class(mixer)
+  return cls(layer=layer, depth=depth, **kwargs)

@@ -1,0 +1,218 @@
+r"""Hard-attention classification: RAM's hybrid REINFORCE loss and WS-RAM's reweighted wake-sleep.
+
+The model (``'ram'`` or ``'wsram'``, :mod:`aila_jax.models.ram`) is called with
+``sample='prior' | 'proposal' | 'mean'`` and returns ``(logits,
+intermediates)``; this task turns its log-densities into surrogate losses with
+the pure estimators of :mod:`aila_jax.stochastic`. Sampling uses the
+``glimpse`` RNG stream of ``rngs``.
+
+**REINFORCE (RAM, Mnih et al. 2014, section 3.2).** One trajectory
+:math:`a \sim p_\theta(a \mid x)` per image, reward :math:`r = 1[\arg\max_c
+p(c \mid a, x) = y]` after the last glimpse, learned baseline :math:`b_t`:
+
+.. math::
+   \mathcal L = -\log p(y \mid a, x)
+     - \lambda_r \sum_t \mathrm{sg}[r - b_t] \log p_\theta(a_t \mid h_{t-1})
+     + \lambda_b \sum_t (b_t - r)^2 / T
+
+(:func:`aila_jax.stochastic.ram_hybrid_loss`).
+
+**Reweighted wake-sleep (WS-RAM, Ba et al. 2015).** K trajectories
+:math:`a_k \sim q_\eta(a \mid y, x)`, log-weights :math:`\log \tilde w_k = \log
+p(a_k \mid x) + \log p(y \mid a_k, x) - \log q(a_k \mid y, x)` (the per-step
+log-densities summed over the T glimpses), normalised in log space; the wake
+losses train the predictor (glimpse, core and classifier networks) with
+:math:`-\sum_k w_k \log p(y \mid a_k, x)`, the prior (location network) with
+:math:`-\sum_k (w_k - c^p_k) \log p(a_k \mid x)` and the inference network with
+:math:`-\sum_k (w_k - c^q_k) \log q(a_k \mid y, x)`, the control variates
+:math:`c` chosen by ``prior_control_variate`` / ``proposal_control_variate``
+(:func:`aila_jax.stochastic.rws_wake_losses`). The optional sleep update
+(``sleep_weight`` > 0) draws K trajectories from the prior and fits
+:math:`q(a \mid y, x)` to them with the *true* label, reweighted by
+:math:`p(y \mid a_k, x)` (:func:`aila_jax.stochastic.rws_sleep_loss`, its
+true-label variant: one pass of the model, no dreamed labels).
+
+**Evaluation.** ``eval/accuracy`` and ``eval/loss`` use the prior's mean
+locations (deterministic, the number reported as test error). With
+``eval_samples`` = K > 0 the task adds ``eval/accuracy_sampled`` and
+``eval/loss_sampled``: the prediction :math:`\hat p(y \mid x) = \frac1K
+\sum_k p(y \mid a_k, x)` with :math:`a_k \sim p(a \mid x)`, the importance
+estimate of the marginal with the prior as proposal (all importance weights
+equal, :math:`1/K`); it is the prediction WS-RAM's objective targets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from aila_jax import stochastic
+from aila_jax.errors import ConfigError
+from aila_jax.stochastic.wake_sleep import PRIOR_CONTROL_VARIATES, PROPOSAL_CONTROL_VARIATES
+
+ESTIMATORS = ("reinforce", "wake_sleep")
+_DEFAULT_ESTIMATOR = {"ram": "reinforce", "wsram": "wake_sleep"}
+
+
+def _nonneg(name, value) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+    raise ConfigError(f"config.task_kwargs.{name}: expected a number >= 0, got {value!r}")
+  return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class GlimpseTask:
+  """Trains a RAM/WS-RAM model; see the module docstring for the losses.
+
+  Attributes:
+    num_classes: classes of the labels.
+    estimator: ``'reinforce'`` (RAM) or ``'wake_sleep'`` (WS-RAM).
+    num_samples: K, trajectories per image for ``'wake_sleep'`` (and the sleep update).
+    reinforce_weight: :math:`\\lambda_r` of the REINFORCE term.
+    baseline_weight: :math:`\\lambda_b` of the baseline regression.
+    sleep_weight: weight of the sleep update of q (0: wake updates only).
+    prior_control_variate: ``'none'``, ``'self_normalized'`` or ``'unnormalized'``.
+    proposal_control_variate: ``'none'`` or ``'uniform'``.
+    eval_samples: K of the sampled eval prediction (0: off).
+  """
+  num_classes: int
+  estimator: str = "reinforce"
+  num_samples: int = 5
+  reinforce_weight: float = 1.0
+  baseline_weight: float = 1.0
+  sleep_weight: float = 0.0
+  prior_control_variate: str = "self_normalized"
+  proposal_control_variate: str = "uniform"
+  eval_samples: int = 0
+  input_key: str = "image"
+  label_key: str = "label"
+
+  def __post_init__(self):
+    if self.estimator not in ESTIMATORS:
+      raise ConfigError(f"config.task_kwargs.estimator: expected one of {ESTIMATORS}, got {self.estimator!r}")
+    for name in ("num_samples", "eval_samples"):
+      value = getattr(self, name)
+      low = 1 if name == "num_samples" else 0
+      if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"config.task_kwargs.{name}: expected an int >= {low} (K), got {value!r}")
+    for name in ("reinforce_weight", "baseline_weight", "sleep_weight"):
+      _nonneg(name, getattr(self, name))
+    if self.prior_control_variate not in PRIOR_CONTROL_VARIATES:
+      raise ConfigError(f"config.task_kwargs.prior_control_variate: expected one of "
+                        f"{PRIOR_CONTROL_VARIATES}, got {self.prior_control_variate!r}")
+    if self.proposal_control_variate not in PROPOSAL_CONTROL_VARIATES:
+      raise ConfigError(f"config.task_kwargs.proposal_control_variate: expected one of "
+                        f"{PROPOSAL_CONTROL_VARIATES}, got {self.proposal_control_variate!r}")
+
+  @classmethod
+  def from_config(cls, config, dataset) -> "GlimpseTask":
+    kwargs = dict(config.get("task_kwargs", {}) or {})
+    fields = {f.name for f in dataclasses.fields(cls)} - {"num_classes"}
+    unknown = sorted(set(kwargs) - fields)
+    if unknown:
+      raise ConfigError(f"config.task_kwargs: task 'glimpse' takes no option(s) {unknown}; "
+                        f"it takes {sorted(fields)}")
+    model_name = config.get("model_name")
+    if "estimator" not in kwargs:
+      if model_name not in _DEFAULT_ESTIMATOR:
+        raise ConfigError(f"config.task_kwargs.estimator: model {model_name!r} has no default "
+                          f"estimator; set it to one of {ESTIMATORS}")
+      kwargs["estimator"] = _DEFAULT_ESTIMATOR[model_name]
+    model = dict(config.get("model", {}) or {})
+    needs_q = kwargs["estimator"] == "wake_sleep"
+    has_q = model.get("inference", model_name == "wsram")
+    if needs_q and not has_q:
+      raise ConfigError("config.task_kwargs.estimator: 'wake_sleep' needs an inference network; "
+                        "use config.model_name='wsram' (or config.model.inference=True)")
+    return cls(num_classes=int(dataset.model_kwargs["num_classes"]), **kwargs)
+
+  def model_inputs(self, batch) -> tuple:
+    return (batch[self.input_key], batch[self.label_key])
+
+  # --- training ---
+
+  def _log_likelihood(self, logits, labels):
+    """``log p(y | a, x)`` for logits ``[..., B, C]`` and labels ``[B]``."""
+    log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return jnp.take_along_axis(log_p, jnp.broadcast_to(labels, log_p.shape[:-1])[..., None],
+                               axis=-1)[..., 0]
+
+  def reinforce_loss(self, apply_fn, variables, batch, *, rngs):
+    """RAM's hybrid loss on one trajectory per image; returns ``(loss, metrics)``."""
+    images, labels = self.model_inputs(batch)
+    logits, inter = apply_fn(variables, images, labels, train=True, sample="prior", rngs=rngs)
+    if "baseline" not in inter:
+      raise ConfigError("config.task_kwargs.estimator: 'reinforce' needs the model's baseline "
+                        "network (config.model.baseline=True, the default of model 'ram')")
+    log_lik = self._log_likelihood(logits, labels)  # (B,)
+    reward = (logits.argmax(-1) == labels).astype(jnp.float32)  # (B,)
+    parts = stochastic.ram_hybrid_loss(log_lik, inter["log_prior"], reward, inter["baseline"],
+                                       reinforce_weight=self.reinforce_weight,
+                                       baseline_weight=self.baseline_weight)
+    metrics = {"loss": parts.total, "nll": parts.classification, "reinforce": parts.reinforce,
+               "baseline_mse": parts.baseline, "accuracy": reward.mean()}
+    return parts.total, metrics
+
+  def wake_sleep_loss(self, apply_fn, variables, batch, *, rngs, prior_control_variate=None,
+                      proposal_control_variate=None):
+    """WS-RAM's wake (and optional sleep) losses on K trajectories; returns ``(loss, metrics)``."""
+    images, labels = self.model_inputs(batch)
+    k = self.num_samples
+    logits, inter = apply_fn(variables, images, labels, train=True, sample="proposal",
+                             num_samples=k, rngs=rngs)  # (K, B, C)
+    log_lik = self._log_likelihood(logits, labels)  # (K, B)
+    log_prior = inter["log_prior"].sum(-1)  # (K, B)
+    log_q = inter["log_proposal"].sum(-1)  # (K, B)
+    wake = stochastic.rws_wake_losses(
+        log_prior, log_lik, log_q,
+        prior_control_variate=prior_control_variate or self.prior_control_variate,
+        proposal_control_variate=proposal_control_variate or self.proposal_control_variate)
+    loss = wake.total
+    w = jnp.exp(wake.normalized_log_weights)  # (K, B)
+    correct = (logits.argmax(-1) == labels).astype(jnp.float32)  # (K, B)
+    metrics = {"nll": wake.predictor_loss, "prior_loss": wake.prior_loss,
+               "proposal_loss": wake.proposal_loss, "log_marginal": wake.log_marginal.mean(),
+               "ess": wake.effective_sample_size.mean(), "accuracy": (w * correct).sum(0).mean()}
+    if self.sleep_weight > 0:
+      sleep_rngs = dict(rngs, glimpse=jax.random.fold_in(rngs["glimpse"], 1))
+      s_logits, s_inter = apply_fn(variables, images, labels, train=True, sample="prior",
+                                   num_samples=k, rngs=sleep_rngs)
+      s_log_lik = jax.lax.stop_gradient(self._log_likelihood(s_logits, labels))
+      sleep = stochastic.rws_sleep_loss(s_inter["log_proposal"].sum(-1), s_log_lik)
+      metrics["sleep_loss"] = sleep
+      loss = loss + self.sleep_weight * sleep
+    metrics["loss"] = loss
+    return loss, metrics
+
+  def train_loss(self, apply_fn, variables, batch, *, rngs, mutable=()):
+    if mutable:
+      raise ValueError(f"the glimpse task's models hold no mutable collections, got {mutable}")
+    if self.estimator == "reinforce":
+      loss, metrics = self.reinforce_loss(apply_fn, variables, batch, rngs=rngs)
+    else:
+      loss, metrics = self.wake_sleep_loss(apply_fn, variables, batch, rngs=rngs)
+    return loss, metrics, {}
+
+  # --- evaluation ---
+
+  def eval_sums(self, apply_fn, variables, batch, *, rngs=None):
+    """Sums over real examples: deterministic (prior-mean) and, optionally, K-sample predictions."""
+    images, labels = self.model_inputs(batch)
+    mask = batch.get("mask", jnp.ones(labels.shape, jnp.float32))
+    logits, _ = apply_fn(variables, images, labels, train=False, sample="mean")
+    nll = -self._log_likelihood(logits, labels)
+    correct = (logits.argmax(-1) == labels).astype(jnp.float32)
+    sums = {"loss": (nll * mask).sum(), "accuracy": (correct * mask).sum(),
+            "error": ((1.0 - correct) * mask).sum(), "count": mask.sum()}
+    if self.eval_samples:
+      s_logits, _ = apply_fn(variables, images, labels, train=False, sample="prior",
+                             num_samples=self.eval_samples, rngs=rngs)  # (K, B, C)
+      log_p = jax.nn.logsumexp(jax.nn.log_softmax(s_logits, -1), axis=0) - math.log(self.eval_samples)
+      s_nll = -jnp.take_along_axis(log_p, labels[:, None], axis=-1)[:, 0]
+      s_correct = (log_p.argmax(-1) == labels).astype(jnp.float32)
+      sums["loss_sampled"] = (s_nll * mask).sum()
+      sums["accuracy_sampled"] = (s_correct * mask).sum()
+    return sums

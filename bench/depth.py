@@ -1,0 +1,199 @@
+r"""Train-step time of every depth mixer on the same CIFAR ResNet, against the residual baseline.
+
+For each mixer (``residual``, ``dense``, ``aila1``, ``aila2``, ``mrla_base``,
+``mrla_light``) and depth, one jitted SGD-momentum training step (forward,
+backward, update, BatchNorm statistics) of ``cifar_resnet`` on a batch of
+random 32x32x3 images, bf16 compute with float32 parameters. Time = median over
+repetitions of the mean of a loop of steps, after warm-up and compilation,
+synchronised with ``block_until_ready``. The ratio column is step time /
+residual step time at the same depth (the issue's target: <= 1.10).
+
+The peer, in the same process: a plain PyTorch CIFAR ResNet of the same
+depth (BasicBlocks, projection shortcuts, written here from He et al. 2016),
+trained with ``torch.optim.SGD`` under bf16 autocast, channels-last; reported
+as ``torch_residual`` with its ratio to our residual step.
+
+  python3 bench/depth.py --out bench/results            # on a GPU
+  python3 bench/depth.py --quick                        # smoke test (CPU)
+
+Writes ``depth_<device>.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import pathlib
+import re
+import statistics
+import sys
+import time
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.6")  # room for torch
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from aila_jax import models  # noqa: E402
+from aila_jax.train.state import param_count  # noqa: E402
+
+try:
+  import torch  # noqa: E402
+except ImportError:
+  torch = None
+
+MIXERS = ("residual", "dense", "aila1", "aila2", "mrla_base", "mrla_light")
+
+
+def time_fn(step, state, reps, loop):
+  for _ in range(3):
+    state = step(state)
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    for _ in range(loop):
+      state = step(state)
+    jax.block_until_ready(state)
+    times.append((time.perf_counter() - t) / loop)
+  return statistics.median(times)
+
+
+def bench_mixer(mixer, depth, batch, reps, loop, dtype):
+  model = models.get_model("cifar_resnet", num_classes=10, depth=depth, mixer=mixer, dtype=dtype)
+  rng = jax.random.PRNGKey(0)
+  x = jax.random.normal(rng, (batch, 32, 32, 3), jnp.float32)
+  y = jax.random.randint(rng, (batch,), 0, 10)
+  variables = model.init(rng, x[:2], train=False)
+  params, stats = variables["params"], variables["batch_stats"]
+  tx = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(0.1, momentum=0.9))
+
+  def loss_fn(p, s):
+    (logits, _), new = model.apply({"params": p, "batch_stats": s}, x, train=True, mutable=["batch_stats"],
+                                   rngs={"dropout": rng})
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new["batch_stats"]
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def step(state):
+    p, s, o = state
+    (_, s), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s)
+    updates, o = tx.update(g, o, p)
+    return optax.apply_updates(p, updates), s, o
+
+  state = (params, stats, tx.init(params))
+  t0 = time.perf_counter()
+  state = step(state)
+  jax.block_until_ready(state)
+  compile_s = time.perf_counter() - t0
+  sec = time_fn(step, state, reps, loop)
+  return {"mixer": mixer, "depth": depth, "params": param_count(params), "step_ms": sec * 1e3,
+          "images_per_s": batch / sec, "compile_s": compile_s}
+
+
+def torch_resnet(depth, num_classes=10):
+  nn = torch.nn
+
+  class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+      super().__init__()
+      self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+      self.b1 = nn.BatchNorm2d(cout)
+      self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+      self.b2 = nn.BatchNorm2d(cout)
+      self.short = None
+      if stride != 1 or cin != cout:
+        self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+      h = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
+      return torch.relu(h + (x if self.short is None else self.short(x)))
+
+  n = (depth - 2) // 6
+  layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+  cin = 16
+  for s, w in enumerate((16, 32, 64)):
+    for t in range(n):
+      layers.append(Block(cin, w, 2 if (s > 0 and t == 0) else 1))
+      cin = w
+  layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes)]
+  return nn.Sequential(*layers)
+
+
+def bench_torch(depth, batch, reps, loop):
+  dev = "cuda"
+  model = torch_resnet(depth).to(dev).to(memory_format=torch.channels_last)
+  opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+  x = torch.randn(batch, 3, 32, 32, device=dev).to(memory_format=torch.channels_last)
+  y = torch.randint(0, 10, (batch,), device=dev)
+
+  def step():
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+      loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+
+  for _ in range(5):
+    step()
+  torch.cuda.synchronize()
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    for _ in range(loop):
+      step()
+    torch.cuda.synchronize()
+    times.append((time.perf_counter() - t) / loop)
+  sec = statistics.median(times)
+  return {"mixer": "torch_residual", "depth": depth, "params": sum(p.numel() for p in model.parameters()),
+          "step_ms": sec * 1e3, "images_per_s": batch / sec}
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--out", default="bench/results")
+  ap.add_argument("--depths", default="20,56")
+  ap.add_argument("--batch", type=int, default=128)
+  ap.add_argument("--reps", type=int, default=5)
+  ap.add_argument("--loop", type=int, default=20)
+  ap.add_argument("--dtype", default="bfloat16")
+  ap.add_argument("--quick", action="store_true")
+  args = ap.parse_args()
+  if args.quick:
+    args.depths, args.batch, args.reps, args.loop = "8", 4, 2, 2
+  dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[args.dtype]
+  device = jax.devices()[0]
+  rows = []
+  for depth in (int(d) for d in args.depths.split(",")):
+    base = None
+    for mixer in MIXERS:
+      r = bench_mixer(mixer, depth, args.batch, args.reps, args.loop, dtype)
+      base = r["step_ms"] if mixer == "residual" else base
+      r["ratio_vs_residual"] = r["step_ms"] / base
+      rows.append(r)
+      print(f"depth {depth:3d} {mixer:12s} {r['params']:>9,d} params  {r['step_ms']:8.3f} ms/step  "
+            f"x{r['ratio_vs_residual']:.3f}  (compile {r['compile_s']:.1f} s)", flush=True)
+    if torch is not None and torch.cuda.is_available() and not args.quick:
+      r = bench_torch(depth, args.batch, args.reps, args.loop)
+      r["ratio_vs_residual"] = r["step_ms"] / base
+      rows.append(r)
+      print(f"depth {depth:3d} {'torch_resid.':12s} {r['params']:>9,d} params  {r['step_ms']:8.3f} ms/step  "
+            f"x{r['ratio_vs_residual']:.3f} (ours residual = 1)", flush=True)
+  name = re.sub(r"[^A-Za-z0-9_.-]+", "-", getattr(device, "device_kind", device.platform))
+  result = {"device": getattr(device, "device_kind", device.platform), "jax": jax.__version__,
+            "torch": getattr(torch, "__version__", None), "batch": args.batch, "dtype": args.dtype,
+            "rows": rows}
+  if not args.quick:
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"depth_{name}.json").write_text(json.dumps(result, indent=2))
+    print("wrote", out / f"depth_{name}.json")
+  return result
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,27 @@
+r"""CIFAR-10 ResNet with a depth mixer, short schedule: 15 epochs (a few minutes on one GPU).
+
+The MRLA recipe of configs/cifar10_resnet.py (SGD momentum 0.9, weight decay
+1e-4, crop + flip) scaled down in time: batch 256, peak learning rate 0.2
+(linear scaling), one epoch of linear warm-up then linear decay to zero
+(better than step decay when the run is short), bfloat16 compute.
+
+  AILA_DATA_DIR=../shared/data python train.py --config=configs/cifar10_resnet_short.py \
+      --workdir=runs/cifar10_short_aila1 --config.model.mixer=aila1
+"""
+
+from configs import cifar10_resnet
+
+
+def get_config(epochs: int = 15):
+  config = cifar10_resnet.get_config()
+  steps = 50_000 // 256                  # 195 steps per epoch
+  config.batch_size = 256
+  config.optimizer.learning_rate = 0.2
+  config.num_train_steps = epochs * steps
+  config.schedule.name = "linear"        # warm-up then linear decay to 0
+  config.schedule.warmup_steps = steps
+  config.schedule.boundaries = ()
+  config.eval_every = 5 * steps
+  config.checkpoint_every = 5 * steps
+  config.dtype = "bfloat16"
+  return config

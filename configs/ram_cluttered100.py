@@ -1,0 +1,18 @@
+r"""RAM on cluttered MNIST 100x100 (8 fragments of 8x8): 8 glimpses of 4 scales of 12x12 (Mnih et al. 2014).
+
+  AILA_DATA_DIR=../shared/data python train.py --config=configs/ram_cluttered100.py \
+      --workdir=runs/ram_cluttered100
+"""
+
+from configs import ram_mnist
+
+
+def get_config():
+  config = ram_mnist.get_config()
+  config.dataset = "cluttered_mnist_100"  # 100x100 canvas, digit + 8 random 8x8 fragments
+  config.dataset_kwargs.seed = 0          # generation seed of the canvases
+  config.worker_count = 4                 # canvases are composed on the fly: use worker processes
+  config.model.glimpse_size = 12          # 12x12 retina
+  config.model.num_scales = 4             # 12, 24, 48 and 96 pixels wide
+  config.model.num_glimpses = 8
+  return config

@@ -1,0 +1,52 @@
+r"""RAM (Mnih et al. 2014) on 28x28 MNIST: 6 glimpses of one 8x8 patch, REINFORCE with a baseline.
+
+The paper's setting for 28x28 MNIST (table 1a: 8x8 retina, 1 scale, 6 glimpses;
+1.12% test error reported for this row in the issue). Large batches for the GPU; test
+error = 1 - eval/accuracy with the prior's mean locations.
+
+  AILA_DATA_DIR=../shared/data python train.py --config=configs/ram_mnist.py --workdir=runs/ram_mnist
+  # WS-RAM on the same data: configs/wsram_mnist.py, or here --config.model_name=wsram
+  # (the task's estimator follows the model: 'ram' -> REINFORCE, 'wsram' -> wake-sleep, K = 5)
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.dataset = "mnist"               # mnist, translated_mnist, cluttered_mnist_60, cluttered_mnist_100
+  config.dataset_kwargs = ml_collections.ConfigDict()  # translated/cluttered: {'seed': generation seed}
+  config.model_name = "ram"              # 'ram' (REINFORCE) or 'wsram' (with an inference network)
+  config.model = ml_collections.ConfigDict(dict(
+      glimpse_size=8,                    # side of the highest-resolution patch (pixels)
+      num_scales=1,                      # patches per glimpse, each twice as wide
+      num_glimpses=6,                    # T
+      glimpse_hidden=128,                # |h_g|
+      location_hidden=128,               # |h_l|
+      glimpse_features=256,              # |g|
+      hidden=256,                        # core state size
+      cell="relu",                       # 'relu' RNN (the paper's) or 'lstm'
+      std=0.1,                           # std of the Gaussian location policy (coordinates in [-1, 1])
+      learn_std=False,                   # learn the policy's log-std
+      channels=1,                        # image channels
+  ))
+  config.task = "glimpse"
+  config.task_kwargs = ml_collections.ConfigDict(dict(
+      reinforce_weight=1.0,              # lambda_r of the REINFORCE term
+      baseline_weight=1.0,               # lambda_b of the baseline regression
+      eval_samples=0,                    # K of the sampled eval prediction (0: only prior means)
+  ))
+  config.batch_size = 256                # global batch
+  config.eval_batch_size = 2000
+  config.num_train_steps = 20000         # ~85 epochs of 60,000 images
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1e-3  # peak learning rate
+  config.optimizer.grad_clip_norm = 10.0
+  config.schedule.name = "warmup_cosine"
+  config.schedule.warmup_steps = 200
+  config.log_every = 200                 # steps between metric rows
+  config.eval_every = 1000               # steps between test-set evals
+  config.checkpoint_every = 5000
+  return config

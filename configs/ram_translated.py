@@ -1,0 +1,18 @@
+r"""RAM on translated MNIST (60x60): 6 glimpses of 3 scales of 12x12 (Mnih et al. 2014, table 1b).
+
+  AILA_DATA_DIR=../shared/data python train.py --config=configs/ram_translated.py \
+      --workdir=runs/ram_translated
+"""
+
+from configs import ram_mnist
+
+
+def get_config():
+  config = ram_mnist.get_config()
+  config.dataset = "translated_mnist"    # 28x28 digit at a random position of a 60x60 canvas
+  config.dataset_kwargs.seed = 0         # generation seed of the canvases
+  config.worker_count = 4                # canvases are composed on the fly: use worker processes
+  config.model.glimpse_size = 12         # 12x12 retina
+  config.model.num_scales = 3            # 12, 24 and 48 pixels wide
+  config.model.num_glimpses = 6
+  return config

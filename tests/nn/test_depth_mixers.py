@@ -1,0 +1,177 @@
+"""Depth mixers (aila_jax.nn.depth): the one interface, each mixer's formula, causality, errors."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aila_jax.errors import ConfigError
+from aila_jax.nn import depth as dn
+
+B, T, P, D = 2, 4, 3, 8  # batch, buffer slots, positions, width
+
+
+def _buffer(name, rng, layer):
+  """A buffer as the backbone holds it before ``layer`` (slots 0..layer-1 filled)."""
+  x0 = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  buf = dn.mixer_class(name).init_buffer(x0, T)
+  if "x" in buf:
+    for t in range(1, layer):
+      buf["x"] = buf["x"].at[:, t].set(jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32))
+  return buf
+
+
+def _run(name, layer, h, buf, train=False, **kw):
+  mixer = dn.make_mixer(name, layer=layer, depth=T, activation="none", norm="layer", **kw)
+  rngs = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
+  variables = mixer.init(rngs, h, buf, train=False)
+  (x, new_buf, w), state = mixer.apply(variables, h, buf, train=train, rngs={"dropout": jax.random.PRNGKey(2)},
+                                       mutable=["intermediates"])
+  return x, new_buf, w, state.get("intermediates", {}), variables
+
+
+@pytest.mark.parametrize("name", sorted(dn.MIXERS))
+def test_interface_shapes_and_buffer_write(name):
+  rng = np.random.default_rng(0)
+  buf = _buffer(name, rng, 3)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  x, new_buf, w, _, _ = _run(name, 3, h, buf)
+  chex.assert_shape(x, (B, P, D))
+  chex.assert_tree_all_finite(x)
+  assert set(new_buf) == set(buf)
+  jax.tree_util.tree_map(lambda a, b: chex.assert_equal_shape([a, b]), buf, new_buf)
+  if "x" in new_buf:
+    np.testing.assert_allclose(new_buf["x"][:, 3], x, rtol=1e-6)
+    np.testing.assert_allclose(new_buf["x"][:, :3], buf["x"][:, :3])
+  else:
+    np.testing.assert_allclose(new_buf["prev"], x, rtol=1e-6)
+  if name in ("none", "residual", "mrla_light"):
+    assert w is None
+  else:
+    w = np.asarray(w)
+    assert w.shape[-1] == T
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)  # a distribution over depth
+    np.testing.assert_array_equal(w[..., 3 + (name == "mrla_base"):], 0.0)  # causal: no future slot
+
+
+@pytest.mark.parametrize("name", ["dense", "aila1", "aila2"])
+def test_causal_future_slots_are_ignored(name):
+  rng = np.random.default_rng(1)
+  buf = _buffer(name, rng, 2)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  x1 = _run(name, 2, h, buf)[0]
+  buf2 = dict(buf, x=buf["x"].at[:, 2:].set(123.0))
+  x2 = _run(name, 2, h, buf2)[0]
+  np.testing.assert_allclose(x1, x2, rtol=1e-6)
+
+
+def test_residual_none_dense_formulas():
+  rng = np.random.default_rng(2)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  buf = _buffer("residual", rng, 1)
+  np.testing.assert_allclose(_run("residual", 1, h, buf)[0], h + buf["prev"], rtol=1e-6)
+  np.testing.assert_allclose(_run("none", 1, h, buf)[0], h, rtol=1e-6)
+  dbuf = _buffer("dense", rng, 3)
+  np.testing.assert_allclose(_run("dense", 3, h, dbuf)[0], h + dbuf["x"][:, :3].mean(1), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(_run("dense", 3, h, dbuf, include_input=False)[0], h + dbuf["x"][:, 1:3].mean(1),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_aila1_initialisations():
+  rng = np.random.default_rng(3)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  buf = _buffer("aila1", rng, 3)
+  # softmax with zero logits: the mean of the readable layers
+  np.testing.assert_allclose(_run("aila1", 3, h, buf)[0], h + buf["x"][:, :3].mean(1), rtol=1e-5, atol=1e-6)
+  # raw weights start one-hot on the previous layer: exactly the residual network
+  np.testing.assert_allclose(_run("aila1", 3, h, buf, normalization="none")[0], h + buf["x"][:, 2],
+                             rtol=1e-6)
+  # residual=True adds the plain skip beside the mix
+  np.testing.assert_allclose(_run("aila1", 3, h, buf, residual=True)[0],
+                             h + buf["x"][:, 2] + buf["x"][:, :3].mean(1), rtol=1e-5, atol=1e-6)
+
+
+def test_aila1_weights_are_learned():
+  rng = np.random.default_rng(4)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  buf = _buffer("aila1", rng, 3)
+  mixer = dn.make_mixer("aila1", layer=3, depth=T, activation="none")
+  variables = mixer.init(jax.random.PRNGKey(0), h, buf)
+  g = jax.grad(lambda v: mixer.apply(v, h, buf)[0].sum())(variables)
+  logits_grad = np.asarray(g["params"]["depth_logits"])
+  assert np.abs(logits_grad[:3]).sum() > 0 and np.all(logits_grad[3:] == 0)
+
+
+@pytest.mark.parametrize("pooling", ["per_token", "pooled"])
+@pytest.mark.parametrize("query", ["block", "previous"])
+def test_aila2_options(pooling, query):
+  rng = np.random.default_rng(5)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  buf = _buffer("aila2", rng, 3)
+  x, _, w, inter, _ = _run("aila2", 3, h, buf, pooling=pooling, query=query, num_heads=2)
+  chex.assert_shape(w, (B, 2, T))
+  # the output is h plus a per-head convex combination of the readable layers
+  mix = np.asarray(x - h).reshape(B, P, 2, 4)
+  lo = np.asarray(buf["x"][:, :3]).reshape(B, 3, P, 2, 4).min(1)
+  hi = np.asarray(buf["x"][:, :3]).reshape(B, 3, P, 2, 4).max(1)
+  assert np.all(mix >= lo - 1e-5) and np.all(mix <= hi + 1e-5)
+  assert "depth_weights" in inter
+
+
+def test_mrla_base_cache_and_first_block():
+  rng = np.random.default_rng(6)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  buf = _buffer("mrla_base", rng, 1)
+  x, new_buf, w, _, _ = _run("mrla_base", 1, h, buf, dim_per_head=4)
+  # the first block of a stage attends to itself only (the official init_cell)
+  np.testing.assert_allclose(np.asarray(w)[..., 1], 1.0, rtol=1e-6)
+  assert np.abs(np.asarray(new_buf["k"][:, 1])).sum() > 0 and np.all(np.asarray(new_buf["k"][:, 2:]) == 0)
+  _, _, w2, _, _ = _run("mrla_base", 2, h, new_buf, dim_per_head=4)
+  chex.assert_shape(w2, (B, 2, T))
+  assert np.all(np.asarray(w2)[..., 1:3] > 0)
+
+
+def test_mrla_light_sows_gates_and_lambda():
+  rng = np.random.default_rng(7)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  buf = _buffer("mrla_light", rng, 1)
+  _, _, _, inter, variables = _run("mrla_light", 1, h, buf, dim_per_head=4)
+  chex.assert_shape(inter["gates"][0], (B, 2))
+  chex.assert_shape(variables["params"]["lambda"], (D,))
+
+
+def test_drop_path_drops_whole_examples():
+  h = jnp.ones((64, 3, 4))
+  buf = {"prev": jnp.zeros((64, 3, 4))}
+  x = _run("residual", 1, h, buf, train=True, drop_path=0.5)[0]
+  per_example = np.asarray(x).reshape(64, -1)
+  assert set(np.unique(per_example)) <= {0.0, 2.0}
+  assert np.all(per_example.min(1) == per_example.max(1))
+  assert 5 < (per_example[:, 0] == 0).sum() < 59
+  np.testing.assert_allclose(_run("residual", 1, h, buf, train=False, drop_path=0.5)[0], h)
+
+
+def test_errors():
+  with pytest.raises(ConfigError, match=r"config.model.mixer: unknown depth mixer 'aila3'; expected one of"):
+    dn.make_mixer("aila3", layer=1, depth=3)
+  with pytest.raises(ConfigError, match=r"config.model.mixer_kwargs: mixer 'aila1' takes no option\(s\) "
+                                        r"\['num_heads'\]"):
+    dn.check_mixer_kwargs("aila1", {"num_heads": 2})
+  rng = np.random.default_rng(8)
+  buf = _buffer("aila1", rng, 2)
+  with pytest.raises(ConfigError, match=r"block output of shape \(2, 3, 6\) but the depth buffer has shape "
+                                        r"\(2, 3, 8\)"):
+    _run("aila1", 2, jnp.ones((B, P, 6)), buf)
+  with pytest.raises(ConfigError, match="layers run from 1 to 3"):
+    _run("aila1", 4, jnp.ones((B, P, D)), buf)
+  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.num_heads: aila2 needs the width 8 to be "
+                                        "divisible by num_heads=3"):
+    _run("aila2", 2, jnp.ones((B, P, D)), _buffer("aila2", rng, 2), num_heads=3)
+  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.dim_per_head: mixer 'mrla_light' needs the "
+                                        "width 8 to be a multiple of dim_per_head=3"):
+    _run("mrla_light", 1, jnp.ones((B, P, D)), _buffer("mrla_light", rng, 1), dim_per_head=3)
+  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.normalization"):
+    _run("aila1", 2, jnp.ones((B, P, D)), buf, normalization="max")
+  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.pooling"):
+    _run("aila2", 2, jnp.ones((B, P, D)), _buffer("aila2", rng, 2), pooling="max")

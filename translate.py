@@ -1,0 +1,41 @@
+r"""BLEU of a trained translation workdir: greedy and beam search on Multi30k test2016.
+
+  python translate.py --config=configs/multi30k_transformer.py --workdir=runs/multi30k_transformer
+  python translate.py --config=... --workdir=... --beam_sizes=4 --alpha=0.6 --average_last=5 --split=val
+
+Writes ``<workdir>/bleu_<split>.json``; the logic is
+``aila_jax.tasks.seq2seq.bleu_from_workdir``, importable from a notebook.
+"""
+
+import json
+import pathlib
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "The workdir's training config.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "The training run's folder.", required=True)
+_SPLIT = flags.DEFINE_string("split", "test2016", "'test2016' or 'val'.")
+_BEAMS = flags.DEFINE_list("beam_sizes", ["1", "4"], "Beam sizes (1 = greedy).")
+_ALPHA = flags.DEFINE_float("alpha", 0.6, "Length penalty of beam search.")
+_BATCH = flags.DEFINE_integer("batch_size", 128, "Sentences per decoding call.")
+_AVERAGE = flags.DEFINE_integer("average_last", 0, "Average the last N checkpoints (0: latest only).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  from aila_jax.tasks import seq2seq  # pylint: disable=g-import-not-at-top
+  result = seq2seq.bleu_from_workdir(
+      _CONFIG.value, _WORKDIR.value, split=_SPLIT.value, beam_sizes=[int(b) for b in _BEAMS.value],
+      alpha=_ALPHA.value, batch_size=_BATCH.value, average_last=_AVERAGE.value)
+  print(json.dumps({k: ({kk: vv for kk, vv in v.items() if kk != "examples"} if isinstance(v, dict) else v)
+                    for k, v in result.items()}, indent=2))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)
