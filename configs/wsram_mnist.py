@@ -12,8 +12,8 @@ import ml_collections
 from configs import ram_mnist
 
 
-def get_config():
-  config = ram_mnist.get_config()
+def wsram(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Turns a RAM config into its WS-RAM counterpart (same glimpses, data and optimiser)."""
   config.model_name = "wsram"            # RAM + inference network, no REINFORCE baseline
   config.model.inference_hidden = 256    # hidden width of q(a | y, x)
   config.task_kwargs = ml_collections.ConfigDict(dict(
@@ -25,3 +25,7 @@ def get_config():
       eval_samples=5,                    # also report the K-sample prediction from the prior
   ))
   return config
+
+
+def get_config():
+  return wsram(ram_mnist.get_config())
