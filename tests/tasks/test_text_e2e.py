@@ -10,8 +10,7 @@ from aila_jax.train import train_and_evaluate
 
 
 def _require(name):
-  if name not in models.MODELS:
-    pytest.skip(f"model {name!r} is not registered in aila_jax.models.MODELS yet")
+  assert name in models.MODELS, f"model {name!r} is not registered in aila_jax.models.MODELS"
 
 
 def _mt_config(data_dir, cache, **kwargs):
