@@ -17,7 +17,10 @@ devices, optimisation, checkpoints and logging. A task implements
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+
+from aila_jax.errors import ConfigError
 
 RNG_STREAMS = ("dropout", "glimpse")
 
@@ -27,3 +30,17 @@ def apply_model(apply_fn, variables, inputs: tuple, *, train: bool, rngs=None, m
   if mutable:
     return apply_fn(variables, *inputs, train=train, rngs=rngs, mutable=list(mutable))
   return apply_fn(variables, *inputs, train=train, rngs=rngs), {}
+
+
+def check_task_kwargs(cls, config, *, task: str, reserved: tuple[str, ...]) -> dict:
+  """``config.task_kwargs`` as a dict, checked against the dataclass fields of ``cls``.
+
+  ``reserved`` fields come from the dataset or from top-level keys, never from task_kwargs.
+  """
+  kwargs = dict(config.get("task_kwargs", {}) or {})
+  fields = {f.name for f in dataclasses.fields(cls)} - set(reserved)
+  unknown = sorted(set(kwargs) - fields)
+  if unknown:
+    raise ConfigError(f"config.task_kwargs: task {task!r} takes no option(s) {unknown}; it takes "
+                      f"{sorted(fields)}")
+  return kwargs

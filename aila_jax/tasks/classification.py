@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aila_jax.tasks.base import apply_model
+from aila_jax.tasks.base import apply_model, check_task_kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,8 @@ class ClassificationTask:
   def from_config(cls, config, dataset) -> "ClassificationTask":
     return cls(num_classes=int(dataset.model_kwargs["num_classes"]),
                label_smoothing=float(config.get("label_smoothing", 0.0)),
-               **dict(config.get("task_kwargs", {}) or {}))
+               **check_task_kwargs(cls, config, task="classification",
+                                   reserved=("num_classes", "label_smoothing")))
 
   def model_inputs(self, batch) -> tuple:
     return (batch[self.input_key],)

@@ -31,7 +31,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from aila_jax.errors import ConfigError
-from aila_jax.tasks.base import apply_model
+from aila_jax.tasks.base import apply_model, check_task_kwargs
 
 
 def add_rmse(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -56,10 +56,9 @@ class ForecastingTask:
     if "scaler" not in dataset.info:
       raise ConfigError(f"config.task: 'forecasting' needs a dataset with a price scaler (dataset 'prices'); "
                         f"config.dataset is {dataset.name!r}")
-    kwargs = dict(config.get("task_kwargs", {}) or {})
-    unknown = sorted(set(kwargs) - {"input_key", "target_key"})
-    if unknown:
-      raise ConfigError(f"config.task_kwargs: task 'forecasting' takes no option(s) {unknown}")
+    kwargs = check_task_kwargs(cls, config, task="forecasting",
+                               reserved=tuple(f.name for f in dataclasses.fields(cls)
+                                              if f.name not in ("input_key", "target_key")))
     return cls(scaler=dataset.info["scaler"], horizon=int(dataset.model_kwargs["num_classes"]), **kwargs)
 
   def model_inputs(self, batch) -> tuple:

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 
 from aila_jax import stochastic
 from aila_jax.errors import ConfigError
+from aila_jax.tasks.base import check_task_kwargs
 from aila_jax.stochastic.wake_sleep import PRIOR_CONTROL_VARIATES, PROPOSAL_CONTROL_VARIATES
 
 ESTIMATORS = ("reinforce", "wake_sleep")
@@ -109,12 +110,7 @@ class GlimpseTask:
 
   @classmethod
   def from_config(cls, config, dataset) -> "GlimpseTask":
-    kwargs = dict(config.get("task_kwargs", {}) or {})
-    fields = {f.name for f in dataclasses.fields(cls)} - {"num_classes"}
-    unknown = sorted(set(kwargs) - fields)
-    if unknown:
-      raise ConfigError(f"config.task_kwargs: task 'glimpse' takes no option(s) {unknown}; "
-                        f"it takes {sorted(fields)}")
+    kwargs = check_task_kwargs(cls, config, task="glimpse", reserved=("num_classes",))
     model_name = config.get("model_name")
     if "estimator" not in kwargs:
       if model_name not in _DEFAULT_ESTIMATOR:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aila_jax.errors import ConfigError
-from aila_jax.tasks.base import apply_model
+from aila_jax.tasks.base import check_task_kwargs, apply_model
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
@@ -100,12 +100,8 @@ class Seq2SeqTask:
 
   @classmethod
   def from_config(cls, config, dataset) -> "Seq2SeqTask":
-    kwargs = dict(config.get("task_kwargs", {}) or {})
-    fields = {f.name for f in dataclasses.fields(cls)} - {"vocab_size", "label_smoothing"}
-    unknown = sorted(set(kwargs) - fields)
-    if unknown:
-      raise ConfigError(f"config.task_kwargs: task 'seq2seq' takes no option(s) {unknown}; it takes "
-                        f"{sorted(fields)}")
+    kwargs = check_task_kwargs(cls, config, task="seq2seq",
+                               reserved=("vocab_size", "label_smoothing"))
     if "vocab_size" not in dataset.model_kwargs:
       raise ConfigError(f"config.dataset: task 'seq2seq' needs a dataset with a vocabulary "
                         f"(model_kwargs['vocab_size']); {dataset.name!r} has {sorted(dataset.model_kwargs)}")

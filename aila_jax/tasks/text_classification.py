@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from aila_jax.errors import ConfigError
+from aila_jax.tasks.base import check_task_kwargs
 from aila_jax.tasks.classification import ClassificationTask
 
 
@@ -20,12 +21,8 @@ class TextClassificationTask(ClassificationTask):
 
   @classmethod
   def from_config(cls, config, dataset) -> "TextClassificationTask":
-    kwargs = dict(config.get("task_kwargs", {}) or {})
-    fields = {f.name for f in dataclasses.fields(cls)} - {"num_classes", "label_smoothing"}
-    unknown = sorted(set(kwargs) - fields)
-    if unknown:
-      raise ConfigError(f"config.task_kwargs: task 'text_classification' takes no option(s) {unknown}; "
-                        f"it takes {sorted(fields)}")
+    kwargs = check_task_kwargs(cls, config, task="text_classification",
+                               reserved=("num_classes", "label_smoothing"))
     if "num_classes" not in dataset.model_kwargs:
       raise ConfigError(f"config.dataset: task 'text_classification' needs a dataset with labels "
                         f"(model_kwargs['num_classes']); {dataset.name!r} has {sorted(dataset.model_kwargs)}")

@@ -48,6 +48,7 @@ def test_unknown_key_is_named(tmp_path):
     ("dataset", "mnits", ConfigError, r"config.dataset: unknown dataset 'mnits'"),
     ("task", "regression", ConfigError, r"config.task: unknown task"),
     ("augment", "mixup", ConfigError, r"config.augment: expected one of \['crop_flip', 'none'\], got 'mixup'"),
+    ("task_kwargs", {"bogus": 1}, ConfigError, r"config.task_kwargs: task 'classification' takes no option"),
     ("dataset_kwargs", {"lookback": 3}, ConfigError, r"config.dataset_kwargs: dataset 'mnist' takes no option"),
     ("batch_size", 12, ConfigError, r"config.batch_size: 12 is not divisible by the 8 devices"),
     ("model", {"hiden": (3,)}, ConfigError, r"config.model: model 'mlp' takes no argument\(s\) \['hiden'\]"),
