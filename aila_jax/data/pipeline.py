@@ -7,6 +7,14 @@ batches an uninterrupted run would have read. Each epoch is shuffled anew from
 the seed. In a multi-process run, process ``p`` of ``n`` reads records
 ``p, p + n, ...`` and builds its ``batch_size / n`` share of each global batch.
 Augmentation and preprocessing act on whole numpy batches (vectorised).
+
+Sources held in memory (:class:`~aila_jax.data.sources.ArraySource`, which every
+offline dataset builds) are read a batch at a time: batch ``i`` is one fancy-index
+gather of the rows ``perm_e[j * B:(j + 1) * B]``, with ``e, j = divmod(i,
+records // B)`` and ``perm_e`` a permutation drawn from ``(seed, e)``; the last
+``records % B`` records of each epoch's order are dropped. Other sources (TFDS)
+go record by record through grain's shuffle and batch. Both give every record
+once per epoch, reshuffled per epoch.
 """
 
 from __future__ import annotations
@@ -31,6 +39,37 @@ def local_batch_size(global_batch_size: int, process_count: int, *, key: str = "
   return global_batch_size // process_count
 
 
+def _check_batch(num_records: int, bs: int) -> None:
+  if num_records < bs:
+    raise ConfigError(f"config.batch_size: per-process batch {bs} exceeds the {num_records} training "
+                      "records this process reads")
+
+
+class _EpochGather:
+  """Batch ``i`` of an endless stream of epochs, each in its own order, as one gather.
+
+  Epoch ``e``'s order is ``default_rng([seed, e]).permutation(records)``; it is
+  computed once per epoch (per process or worker) and kept until the next.
+  """
+
+  def __init__(self, arrays, batch_size: int, seed: int):
+    self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    self._records = len(next(iter(self._arrays.values())))
+    _check_batch(self._records, batch_size)
+    self._bs = batch_size
+    self._seed = int(seed)
+    self.batches_per_epoch = self._records // batch_size
+    self._epoch, self._perm = -1, None
+
+  def __call__(self, index: int, _) -> Batch:
+    epoch, j = divmod(int(index), self.batches_per_epoch)
+    if epoch != self._epoch:
+      self._perm = np.random.default_rng([self._seed, epoch]).permutation(self._records)
+      self._epoch = epoch
+    rows = self._perm[j * self._bs:(j + 1) * self._bs]
+    return {k: v[rows] for k, v in self._arrays.items()}
+
+
 def train_dataset(source, *, preprocess: Callable[[Batch], Batch], batch_size: int, seed: int,
                   augment: Callable[[Batch, np.random.Generator], Batch] | None = None,
                   process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
@@ -39,11 +78,16 @@ def train_dataset(source, *, preprocess: Callable[[Batch], Batch], batch_size: i
   Element ``i`` of the returned dataset depends only on ``(seed, i)``.
   """
   bs = local_batch_size(batch_size, process_count)
-  ds = _shard(grain.MapDataset.source(source), process_index, process_count)
-  if len(ds) < bs:
-    raise ConfigError(f"config.batch_size: per-process batch {bs} exceeds the {len(ds)} training "
-                      "records this process reads")
-  ds = ds.seed(seed).shuffle().repeat(None).batch(bs, drop_remainder=True)
+  arrays = getattr(source, "arrays", None)
+  if arrays is not None:  # in memory: one gather per batch
+    if process_count > 1:
+      arrays = {k: v[process_index::process_count] for k, v in arrays.items()}
+    gather = _EpochGather(arrays, bs, seed)
+    ds = grain.MapDataset.range(gather.batches_per_epoch).seed(seed).repeat(None).map_with_index(gather)
+  else:
+    ds = _shard(grain.MapDataset.source(source), process_index, process_count)
+    _check_batch(len(ds), bs)
+    ds = ds.seed(seed).shuffle().repeat(None).batch(bs, drop_remainder=True)
   if augment is not None:
     ds = ds.random_map(augment)
   return ds.map(preprocess)

@@ -9,17 +9,35 @@ SPEC = sources.get_spec("mnist")
 PRE = datasets.Normalize(SPEC.mean, SPEC.std)
 
 
-def _source(n=50):
+class _RecordSource:
+  """A source without ``arrays`` (like ``tfds.data_source``): read one record at a time."""
+
+  def __init__(self, inner):
+    self._inner = inner
+
+  def __len__(self):
+    return len(self._inner)
+
+  def __getitem__(self, index):
+    return self._inner[index]
+
+
+def _source(n=50, kind="array"):
   images = np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, 28, 28, 1), np.uint8)
-  return sources.ArraySource({"image": images, "label": np.arange(n) % 10})
+  src = sources.ArraySource({"image": images, "label": np.arange(n) % 10})
+  return src if kind == "array" else _RecordSource(src)
+
+
+KINDS = pytest.mark.parametrize("kind", ["array", "records"])
 
 
 def _ids(batch):  # recover the record index from the normalised image
   return np.rint((batch["image"][:, 0, 0, 0] * SPEC.std[0] + SPEC.mean[0]) * 255).astype(int)
 
 
-def test_epochs_cover_every_record_once_and_reshuffle():
-  ds = pipeline.train_dataset(_source(50), preprocess=PRE, batch_size=10, seed=1)
+@KINDS
+def test_epochs_cover_every_record_once_and_reshuffle(kind):
+  ds = pipeline.train_dataset(_source(50, kind), preprocess=PRE, batch_size=10, seed=1)
   it = pipeline.make_iterator(ds)
   epoch1 = np.concatenate([_ids(next(it)) for _ in range(5)])
   epoch2 = np.concatenate([_ids(next(it)) for _ in range(5)])
@@ -28,16 +46,19 @@ def test_epochs_cover_every_record_once_and_reshuffle():
   assert list(epoch1) != list(range(50))
 
 
-def test_same_seed_same_order_other_seed_other_order():
-  a = _ids(next(pipeline.make_iterator(pipeline.train_dataset(_source(), preprocess=PRE, batch_size=10, seed=3))))
-  b = _ids(next(pipeline.make_iterator(pipeline.train_dataset(_source(), preprocess=PRE, batch_size=10, seed=3))))
-  c = _ids(next(pipeline.make_iterator(pipeline.train_dataset(_source(), preprocess=PRE, batch_size=10, seed=4))))
+@KINDS
+def test_same_seed_same_order_other_seed_other_order(kind):
+  def first(seed):
+    return _ids(next(pipeline.make_iterator(pipeline.train_dataset(
+        _source(kind=kind), preprocess=PRE, batch_size=10, seed=seed))))
+  a, b, c = first(3), first(3), first(4)
   np.testing.assert_array_equal(a, b)
   assert list(a) != list(c)
 
 
-def test_iterator_state_resumes_exactly():
-  ds = pipeline.train_dataset(_source(), preprocess=PRE, batch_size=8, seed=0,
+@KINDS
+def test_iterator_state_resumes_exactly(kind):
+  ds = pipeline.train_dataset(_source(kind=kind), preprocess=PRE, batch_size=8, seed=0,
                               augment=datasets.random_crop_flip)
   it = pipeline.make_iterator(ds)
   for _ in range(7):
@@ -52,8 +73,9 @@ def test_iterator_state_resumes_exactly():
     np.testing.assert_array_equal(got["label"], want["label"])
 
 
-def test_processes_read_disjoint_shares():
-  src = _source(40)
+@KINDS
+def test_processes_read_disjoint_shares(kind):
+  src = _source(40, kind)
   shares = [np.concatenate([_ids(b) for b in pipeline.eval_batches(src, preprocess=PRE, batch_size=8,
                                                                     process_index=p, process_count=2)])
             for p in range(2)]
@@ -63,6 +85,15 @@ def test_processes_read_disjoint_shares():
   assert not set(train[0]) & set(train[1])
   assert set(train[0]) <= set(range(0, 40, 2)) and set(train[1]) <= set(range(1, 40, 2))
   assert shares[0].shape == shares[1].shape
+
+
+def test_in_memory_epochs_drop_a_different_remainder_each_epoch():
+  ds = pipeline.train_dataset(_source(53), preprocess=PRE, batch_size=10, seed=2)
+  it = pipeline.make_iterator(ds)
+  epochs = [np.concatenate([_ids(next(it)) for _ in range(5)]) for _ in range(3)]
+  for e in epochs:  # 5 full batches per epoch, no record twice within an epoch
+    assert len(set(e)) == 50 and set(e) <= set(range(53))
+  assert len({tuple(sorted(set(range(53)) - set(e))) for e in epochs}) > 1
 
 
 def test_eval_batches_cover_all_records_once_with_padding_mask():
