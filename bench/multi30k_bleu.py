@@ -32,6 +32,9 @@ _CKPT_EVERY = flags.DEFINE_integer("checkpoint_every", 1000, "config.checkpoint_
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 2000, "config.eval_every.")
 _AVERAGE = flags.DEFINE_integer("average_last", 3, "Also beam-decode the average of the last N checkpoints.")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Decode only the first N test sentences (0: all; for smoke tests).")
+_GREEDY_EVERY = flags.DEFINE_integer("greedy_every", 0, "Greedy BLEU only at checkpoints whose step divides "
+                                     "by this, and the last (0: every checkpoint).")
+_CACHE = flags.DEFINE_string("cache_dir", None, "AILA_CACHE_DIR for the vocabulary (one per parallel run).")
 _OVERRIDES = flags.DEFINE_list("set", [], "key=value config overrides, e.g. model.preset=transformer_tiny.")
 
 
@@ -53,6 +56,8 @@ def _set(config, item):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  if _CACHE.value:
+    os.environ["AILA_CACHE_DIR"] = _CACHE.value
   import shutil  # pylint: disable=g-import-not-at-top
 
   import jax  # pylint: disable=g-import-not-at-top
@@ -107,7 +112,8 @@ def main(argv):
       "jax": jax.__version__, "config": json.loads(config.to_json_best_effort()),
       "train_wall_seconds": train_wall, "final_step": result["step"],
       "preempted": bool(result.get("preempted", False)),
-      "bleu": "sacrebleu corpus BLEU, cased, 13a, detokenized, test2016 (1,000 sentences)",
+      "bleu": "sacrebleu corpus BLEU, cased, 13a, detokenized, test2016 (1,000 sentences); "
+              "*_lowercase: the same outputs scored case-insensitively",
       "checkpoints": [], "averaged": None,
       "eval_rows": [m for m in metrics if any(k.startswith("eval") for k in m)],
       "last_train_row": [m for m in metrics if "train/loss" in m][-1:],
@@ -123,11 +129,15 @@ def main(argv):
     _, state, _ = checkpoint.load_checkpoint(workdir, step)
     variables = {"params": state["params"]}
     row = {"step": step, "train_seconds_at_save": saved.get(step)}
+    if step != steps[-1] and _GREEDY_EVERY.value and step % _GREEDY_EVERY.value:
+      continue
     out = seq2seq.evaluate_bleu(greedy, variables, dataset, split="test2016", batch_size=500, limit=limit)
     row["greedy_bleu"], row["greedy_decode_seconds"] = out["bleu"], out["seconds"]
+    row["greedy_bleu_lowercase"] = out["bleu_lowercase"]
     if step == steps[-1]:
       out = seq2seq.evaluate_bleu(beam4, variables, dataset, split="test2016", batch_size=250, limit=limit)
       row["beam4_bleu"], row["beam4_decode_seconds"] = out["bleu"], out["seconds"]
+      row["beam4_bleu_lowercase"] = out["bleu_lowercase"]
       row["examples"] = list(zip(dataset.info["sources"]["test2016"][:5], out["predictions"][:5],
                                  dataset.info["references"]["test2016"][:5]))
     print(json.dumps({k: v for k, v in row.items() if k != "examples"}), flush=True)
@@ -137,7 +147,8 @@ def main(argv):
     if step == steps[-1] and n > 1:
       variables = {"params": averaging.average_checkpoints(workdir, n)}
       out = seq2seq.evaluate_bleu(beam4, variables, dataset, split="test2016", batch_size=250, limit=limit)
-      report["averaged"] = {"average_last": n, "steps": steps[-n:], "beam4_bleu": out["bleu"]}
+      report["averaged"] = {"average_last": n, "steps": steps[-n:], "beam4_bleu": out["bleu"],
+                            "beam4_bleu_lowercase": out["bleu_lowercase"]}
       print(json.dumps(report["averaged"]), flush=True)
       dump()
   print(f"wrote {out_dir / 'multi30k_bleu.json'}", flush=True)

@@ -249,8 +249,10 @@ def evaluate_bleu(decode_fn: DecodeFn, params, dataset, *, split: str = "test201
                   limit: int | None = None) -> Mapping[str, Any]:
   """Translates every source of ``dataset.eval[split]`` and scores it against the raw references.
 
-  Returns ``{'bleu', 'num_sentences', 'seconds', 'predictions', 'references'}``;
-  lower-cased BLEU if the dataset's vocabulary lower-cases.
+  Returns ``{'bleu', 'bleu_lowercase', 'num_sentences', 'seconds', 'predictions',
+  'references'}``: ``bleu`` is cased unless the dataset's vocabulary lower-cases;
+  ``bleu_lowercase`` is case-insensitive BLEU of the same outputs (the Multi30k
+  literature scores lower-cased text).
   """
   key = dataset.info.get("split_aliases", {}).get(split, split)  # Multi30k: 'test2016' is eval['test']
   if key not in dataset.eval or split not in dataset.info.get("references", {}):
@@ -264,7 +266,8 @@ def evaluate_bleu(decode_fn: DecodeFn, params, dataset, *, split: str = "test201
   predictions = translate(decode_fn, params, inputs, tokenizer=dataset.info["tokenizer"], batch_size=batch_size)
   seconds = time.perf_counter() - t
   score = bleu(predictions, references, lowercase=bool(dataset.info.get("lowercase", False)))
-  return {"bleu": score, "num_sentences": len(predictions), "seconds": seconds,
+  return {"bleu": score, "bleu_lowercase": bleu(predictions, references, lowercase=True),
+          "num_sentences": len(predictions), "seconds": seconds,
           "predictions": predictions, "references": references}
 
 
@@ -315,7 +318,8 @@ def bleu_from_workdir(config, workdir, *, split: str = "test2016", beam_sizes: S
   for beam in beam_sizes:
     decode_fn = make_decode_fn(model, max_decode_len=max_decode_len, beam_size=int(beam), alpha=alpha)
     out = evaluate_bleu(decode_fn, variables, dataset, split=split, batch_size=batch_size, limit=limit)
-    result[f"beam{beam}"] = {"bleu": out["bleu"], "seconds": out["seconds"],
+    result[f"beam{beam}"] = {"bleu": out["bleu"], "bleu_lowercase": out["bleu_lowercase"],
+                             "seconds": out["seconds"],
                              "num_sentences": out["num_sentences"], "examples": out["predictions"][:5]}
   (workdir / f"bleu_{split}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
   return result

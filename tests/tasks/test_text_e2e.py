@@ -21,6 +21,8 @@ def _mt_config(data_dir, cache, **kwargs):
   config.dataset_kwargs.update(dict(vocab_dir=str(cache), max_train_examples=1000, max_eval_examples=32,
                                     vocab_size=500, max_len=48, **kwargs))
   config.model.preset = "transformer_tiny"
+  for key in ("d_model", "num_heads", "d_ff", "num_encoder_layers", "num_decoder_layers"):
+    config.model[key] = None  # the preset's sizes
   config.model.dropout_rate = 0.1
   config.dtype = "float32"
   config.batch_size, config.eval_batch_size, config.num_train_steps = 16, 32, 8
