@@ -11,17 +11,26 @@ final error, and their ratios to RAM's totals.
 
   python3 bench/ram_wsram_mnist.py --data_dir .carry --out bench/results --steps 6000
 
-Writes ``ram_wsram_mnist_<device>.json`` (and the two runs' ``metrics.jsonl``
-under ``--workdir``).
+Writes ``ram_wsram_mnist_<device>[_<tag>].json`` (and the runs' ``metrics.jsonl``
+under ``--workdir``). ``--models ram`` or ``--models wsram`` trains one of them
+(several such processes can share a GPU: then compare steps, and wall-clock
+only between runs that shared it the same way); ``--set key=value`` overrides
+config fields of both (``model.cell=lstm``, ``model.std=0.05``, ...);
+``--deadline_s`` stops a run with SIGTERM (the trainer checkpoints and returns)
+so that a run sized too long still reports its evals.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import os
 import pathlib
 import re
+import signal
 import sys
+import threading
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -84,11 +93,26 @@ def main():
   parser.add_argument("--eval_every", type=int, default=250)
   parser.add_argument("--num_samples", type=int, default=5)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--lr", type=float, default=None, help="optimizer.learning_rate (default: the config's)")
+  parser.add_argument("--models", default="ram,wsram", help="ram, wsram or both")
+  parser.add_argument("--set", action="append", default=[], help="key=value config override (repeatable)")
+  parser.add_argument("--tag", default="", help="suffix of the JSON file name")
+  parser.add_argument("--deadline_s", type=float, default=0.0, help="SIGTERM each run after this many s (0: off)")
+  parser.add_argument("--compare", nargs=2, metavar=("RAM_JSON", "WSRAM_JSON"),
+                      help="only compare two earlier results (e.g. from runs that shared a GPU) and print")
   args = parser.parse_args()
+  if args.compare:
+    ram = json.loads(pathlib.Path(args.compare[0]).read_text())["ram"]
+    wsram = json.loads(pathlib.Path(args.compare[1]).read_text())["wsram"]
+    print(json.dumps(compare(ram, wsram), indent=1))
+    return
 
   results = {}
+  wanted = args.models.split(",")
   for name, module, steps in (("ram", ram_mnist, args.steps),
                               ("wsram", wsram_mnist, args.wsram_steps or args.steps)):
+    if name not in wanted:
+      continue
     config = module.get_config()
     config.data_dir = args.data_dir
     config.seed = args.seed
@@ -99,31 +123,74 @@ def main():
     config.checkpoint_every = steps
     if name == "wsram":
       config.task_kwargs.num_samples = args.num_samples
-    results[name] = run(name, config, pathlib.Path(args.workdir) / name)
-    print(name, "final test error", 1.0 - results[name]["final"]["eval/accuracy"], flush=True)
-    _write(args.out, {"partial": True, **results})
+    if args.lr is not None:
+      config.optimizer.learning_rate = args.lr
+    for item in args.set:
+      key, value = item.split("=", 1)
+      try:
+        value = ast.literal_eval(value)
+      except (ValueError, SyntaxError):
+        pass
+      node = config
+      *parents, leaf = key.split(".")
+      for part in parents:
+        node = node[part]
+      node[leaf] = value
+    timer = None
+    if args.deadline_s > 0:
+      timer = threading.Timer(args.deadline_s, lambda: os.kill(os.getpid(), signal.SIGTERM))
+      timer.start()
+    try:
+      results[name] = run(name, config, pathlib.Path(args.workdir) / name)
+    finally:
+      if timer is not None:
+        timer.cancel()
+    last_eval = results[name]["evals"][-1] if results[name]["evals"] else {}
+    print(name, "step", results[name]["final"]["step"], "last test error", last_eval.get("error"),
+          "preempted" if results[name]["final"].get("preempted") else "", flush=True)
+    _write(args.out, {"partial": True, **results}, args.tag)
 
-  ram_final = results["ram"]["evals"][-1]
-  reach = next((e for e in results["wsram"]["evals"] if e["error"] <= ram_final["error"]), None)
-  summary = {"ram_final_error": ram_final["error"], "ram_steps": ram_final["step"],
-             "ram_train_wall": ram_final["train_wall"],
-             "wsram_final_error": results["wsram"]["evals"][-1]["error"],
-             "wsram_final_error_sampled": results["wsram"]["evals"][-1]["error_sampled"],
-             "wsram_reaches_ram_final_error_at": reach}
-  if reach is not None:
-    summary["step_ratio"] = reach["step"] / ram_final["step"]
-    summary["train_wall_ratio"] = reach["train_wall"] / ram_final["train_wall"]
-  path = _write(args.out, {"summary": summary, **results})
+  if not {"ram", "wsram"} <= set(results):
+    print("wrote", _write(args.out, results, args.tag))
+    return
+  summary = compare(results["ram"], results["wsram"])
+  path = _write(args.out, {"summary": summary, **results}, args.tag)
   print(json.dumps(summary, indent=1))
   print("wrote", path)
 
 
-def _write(out_dir, payload):
+def compare(ram, wsram):
+  """When WS-RAM's test error first reaches RAM's final one, in steps and training wall-clock.
+
+  Both errors use the prior's mean locations; WS-RAM's error with ``K`` sampled
+  glimpse sequences (``error_sampled``) is reported beside it, and where RAM ran
+  with ``task_kwargs.eval_samples`` > 0 the same comparison is made on the sampled errors.
+  """
+  ram_final = ram["evals"][-1]
+  summary = {"ram_final_error": ram_final["error"], "ram_steps": ram_final["step"],
+             "ram_train_wall": ram_final["train_wall"],
+             "wsram_final_error": wsram["evals"][-1]["error"],
+             "wsram_final_error_sampled": wsram["evals"][-1]["error_sampled"]}
+  for key in ("error", "error_sampled"):
+    target = ram_final[key]
+    if target != target:  # NaN: RAM was not evaluated this way
+      continue
+    reach = next((e for e in wsram["evals"] if e[key] <= target), None)
+    name = "" if key == "error" else "_sampled"
+    summary[f"wsram_reaches_ram_final{name}_at"] = reach
+    if reach is not None:
+      summary[f"step_ratio{name}"] = reach["step"] / ram_final["step"]
+      summary[f"train_wall_ratio{name}"] = reach["train_wall"] / ram_final["train_wall"]
+  return summary
+
+
+def _write(out_dir, payload, tag=""):
   device = jax.devices()[0]
   device_name = getattr(device, "device_kind", str(device))
   path = pathlib.Path(out_dir)
   path.mkdir(parents=True, exist_ok=True)
-  path = path / f"ram_wsram_mnist_{re.sub(r'[^A-Za-z0-9._-]+', '-', device_name)}.json"
+  suffix = f"_{tag}" if tag else ""
+  path = path / f"ram_wsram_mnist_{re.sub(r'[^A-Za-z0-9._-]+', '-', device_name)}{suffix}.json"
   path.write_text(json.dumps({"device": device_name, "command": " ".join(sys.argv), **payload},
                              indent=1))
   return path
