@@ -3,23 +3,40 @@ r"""Short real-data runs of the depth mixers (issue 4): CIFAR-10 ResNets and dai
 * CIFAR-10 (the offline JPEG copy): ``configs/cifar10_resnet_short.py`` with
   ``--epochs`` epochs (warm-up 1 epoch, linear decay), ResNet-``--depth``, for
   each of ``--mixers`` (default residual, mrla_light, aila1); test accuracy,
-  parameters, training wall-clock.
-* Prices: ``configs/prices_aila.py`` (AILA MLP) and ``configs/prices_lstm.py``
-  (LSTM) on the five series, ``--price_steps`` steps each; test MSE/MAE/RMSE on
-  prices and directional accuracy, with the naive last-value baseline.
+  parameters, training wall-clock. Seed ``--seed``.
+* Prices: ``configs/prices_aila.py`` (AILA MLP, ``--price_models`` aila1 and
+  aila2 mixers) and ``configs/prices_lstm.py`` (LSTM) on the five series, each
+  with every seed of ``--price_seeds``. The set-up is the residual-to-naive one
+  of those configs (target = change from the last close, zero-initialised head,
+  statistics fitted on train rows only, chronological splits). Val and test are
+  evaluated every ``eval_every`` steps and each run reports the **test metrics
+  at the eval with the lowest val MSE** (early stopping on val; the untrained
+  step-0 model, which *is* the naive forecast, is a candidate too, unless
+  ``--no_initial``), with the selected step, the test metrics of the best
+  trained step (step > 0) and of the last step, and the Diebold-Mariano
+  statistic against the naive forecast. A summary per series gives the naive
+  test MSE, each model's test MSE at best val (mean and std over seeds) and
+  whether AILA <= LSTM and <= naive. ``--price_jobs N`` runs N price runs at
+  once in worker processes (these models are tiny: dispatch-bound, so
+  processes scale on a many-core host); ``--price_platform cpu`` runs them on
+  the CPU.
 
-Every run uses seed ``--seed``. Runs stop being started once ``--budget_s``
-seconds have passed (what ran is written). Results: ``depth_train.json`` in ``--out``.
+Runs stop being started once ``--budget_s`` seconds have passed (what ran is
+written). Results: ``depth_train.json`` in ``--out``.
 
   AILA_DATA_DIR=../shared/data python3 bench/depth_train.py --out /tmp/depth_train
+  AILA_DATA_DIR=../shared/data python3 bench/depth_train.py --skip cifar --price_jobs 8   # prices only
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import pathlib
+import statistics
 import sys
 import tempfile
 import time
@@ -29,9 +46,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 
 from aila_jax.data import prices as prices_lib  # noqa: E402
-from aila_jax.tasks.forecasting import add_rmse  # noqa: E402
+from aila_jax.tasks.forecasting import add_derived, select_by_val  # noqa: E402
 from aila_jax.train import train_and_evaluate  # noqa: E402
+from aila_jax.train.metrics import read_metrics  # noqa: E402
 from configs import cifar10_resnet_short, prices_aila, prices_lstm  # noqa: E402
+
+PRICE_MODELS = ("aila1", "aila2", "lstm")
+TEST_KEYS = ("mse", "mae", "rmse", "directional_accuracy", "mse_diff", "dm_stat")
 
 
 def main():
@@ -41,19 +62,28 @@ def main():
   ap.add_argument("--epochs", type=int, default=15)
   ap.add_argument("--depth", type=int, default=20)
   ap.add_argument("--mixers", default="residual,mrla_light,aila1")
-  ap.add_argument("--price_steps", type=int, default=1500)
   ap.add_argument("--series", default=",".join(prices_lib.SERIES))
+  ap.add_argument("--price_models", default=",".join(PRICE_MODELS), help="of aila1, aila2, lstm")
+  ap.add_argument("--price_seeds", default="0,1,2")
+  ap.add_argument("--price_steps", type=int, default=0, help="> 0: override the configs' step count")
+  ap.add_argument("--price_eval_every", type=int, default=0, help="> 0: override the configs' eval_every")
+  ap.add_argument("--price_jobs", type=int, default=1, help="price runs at once (worker processes)")
+  ap.add_argument("--price_platform", default="",
+                  help="'cpu': price runs in worker processes on the CPU ('': this process's default device)")
+  ap.add_argument("--no_initial", action="store_true",
+                  help="early stopping among trained steps only (not the step-0 model = the naive forecast)")
   ap.add_argument("--cifar_steps", type=int, default=0, help="> 0: override the step count (smoke tests)")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--budget_s", type=float, default=500)
   ap.add_argument("--skip", default="", help="'cifar' or 'prices' to skip a part")
   args = ap.parse_args()
   start = time.perf_counter()
+  deadline = time.time() + args.budget_s
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   work = pathlib.Path(tempfile.mkdtemp(prefix="depth_train_"))
   result = {"device": jax.devices()[0].device_kind, "seed": args.seed, "cifar": [], "prices": [],
-            "args": vars(args)}
+            "prices_summary": [], "args": vars(args)}
 
   def save():
     result["total_s"] = time.perf_counter() - start
@@ -90,32 +120,150 @@ def main():
       save()
 
   if "prices" not in args.skip:
-    for series in args.series.split(","):
-      for name, module in (("aila", prices_aila), ("lstm", prices_lstm)):
-        if over_budget():
-          print("budget reached: skipping prices", series, name, flush=True)
-          continue
-        config = module.get_config()
-        config.dataset_kwargs.series = series
-        config.data_dir = args.data_dir
-        config.seed = args.seed
-        config.num_train_steps = args.price_steps
-        config.eval_every = 0
-        config.checkpoint_every = args.price_steps
-        config.log_every = 500
-        config.progress = False
-        t = time.perf_counter()
-        r = add_rmse(train_and_evaluate(config, work / f"prices_{series}_{name}"))
-        row = {"series": series, "model": name, "mixer": config.model.mixer, "steps": r["step"],
-               "train_seconds": r["train_seconds"], "wall_seconds": time.perf_counter() - t,
-               "params": _params_from_log(work / f"prices_{series}_{name}")}
-        row.update({k[5:]: v for k, v in r.items() if k.startswith("eval/")})
-        row.update({"val_" + k[9:]: v for k, v in r.items() if k.startswith("eval_val/")})
-        result["prices"].append(row)
-        print("PRICES", json.dumps(row), flush=True)
-        save()
+    t_prices = time.perf_counter()
+    specs = [dict(series=series, model=model, seed=int(seed), data_dir=args.data_dir, steps=args.price_steps,
+                  eval_every=args.price_eval_every, initial=not args.no_initial, deadline=deadline,
+                  workdir=str(work / f"prices_{series}_{model}_{seed}"))
+             for seed in args.price_seeds.split(",") for series in args.series.split(",")
+             for model in args.price_models.split(",")]
+    result["price_setup"] = _price_setup()
+
+    def collect(row):
+      if row.get("skipped"):
+        print("budget reached: skipped prices", row["series"], row["model"], "seed", row["seed"], flush=True)
+        return
+      result["prices"].append(row)
+      print("PRICES", json.dumps({k: row[k] for k in ("series", "model", "seed", "selected_step", "test_mse",
+                                                      "naive_test_mse", "test_dm_stat", "wall_seconds")}),
+            flush=True)
+      result["prices_summary"] = summarize(result["prices"])
+      save()
+
+    if args.price_jobs > 1 or args.price_platform:
+      ctx = multiprocessing.get_context("spawn")
+      with concurrent.futures.ProcessPoolExecutor(args.price_jobs, mp_context=ctx, initializer=_worker_init,
+                                                  initargs=(args.price_platform,)) as pool:
+        for fut in concurrent.futures.as_completed([pool.submit(price_run, spec) for spec in specs]):
+          collect(fut.result())
+    else:
+      for spec in specs:
+        collect(price_run(spec))
+    result["prices"].sort(key=lambda r: (r["series"], r["model"], r["seed"]))
+    result["prices_seconds"] = time.perf_counter() - t_prices
+    result["prices_summary"] = summarize(result["prices"])
+    print_summary(result["prices_summary"], result["prices_seconds"])
   save()
   print(f"done in {time.perf_counter() - start:.1f} s; wrote {out / 'depth_train.json'}", flush=True)
+
+
+def _price_setup() -> dict:
+  config = prices_aila.get_config()
+  return {"dataset_kwargs": config.dataset_kwargs.to_dict(), "task_kwargs": config.task_kwargs.to_dict(),
+          "optimizer": config.optimizer.to_dict(), "schedule": config.schedule.to_dict(),
+          "batch_size": config.batch_size, "num_train_steps": config.num_train_steps,
+          "eval_every": config.eval_every, "aila_model": config.model.to_dict(),
+          "lstm_model": prices_lstm.get_config().model.to_dict(),
+          "selection": "test metrics at the eval step with the lowest val MSE (step 0 = the untrained "
+                       "zero-head model = the naive forecast, a candidate unless --no_initial)"}
+
+
+def _worker_init(platform: str) -> None:
+  """A price worker: its own small share of the accelerator (or the CPU)."""
+  os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+  if platform:
+    jax.config.update("jax_platforms", platform)
+
+
+def price_config(series: str, model: str, *, seed: int, data_dir=None, steps: int = 0, eval_every: int = 0):
+  """The config of one price run: ``model`` is aila1/aila2 (``prices_aila``) or lstm (``prices_lstm``)."""
+  if model not in PRICE_MODELS:
+    raise ValueError(f"--price_models: unknown model {model!r}; expected names of {PRICE_MODELS}")
+  config = (prices_lstm if model == "lstm" else prices_aila).get_config()
+  if model != "lstm":
+    config.model.mixer = model
+    config.model.mixer_kwargs = {"num_heads": 4} if model == "aila2" else {}
+  config.dataset_kwargs.series = series
+  config.data_dir = data_dir
+  config.seed = seed
+  if steps:
+    config.num_train_steps = steps
+  if eval_every:
+    config.eval_every = eval_every
+  config.checkpoint_every = config.num_train_steps
+  config.log_every = config.eval_every or config.num_train_steps
+  config.progress = False
+  return config
+
+
+def price_run(spec: dict) -> dict:
+  """Trains one (series, model, seed); returns its row (test metrics at the best val eval and more)."""
+  head = {k: spec[k] for k in ("series", "model", "seed")}
+  if time.time() > spec["deadline"]:
+    return dict(head, skipped=True)
+  config = price_config(spec["series"], spec["model"], seed=spec["seed"], data_dir=spec["data_dir"],
+                        steps=spec["steps"], eval_every=spec["eval_every"])
+  initial = spec["initial"] and config.model.get("zero_head", False) and \
+      config.dataset_kwargs.get("target") == "change"
+  workdir = pathlib.Path(spec["workdir"])
+  t = time.perf_counter()
+  final = add_derived(train_and_evaluate(config, workdir))
+  wall = time.perf_counter() - t
+  rows = read_metrics(workdir)
+  best = select_by_val(rows, initial_naive=initial)
+  trained = select_by_val(rows)
+  row = dict(head, mixer=config.model.mixer, steps=final["step"], params=_params_from_log(workdir),
+             train_seconds=final["train_seconds"], wall_seconds=wall, device=jax.devices()[0].device_kind,
+             selected_step=best["step"], selected_initial=bool(best.get("initial_naive", False)),
+             val_mse=best["eval_val/mse"], naive_val_mse=best["eval_val/naive_mse"],
+             val_dm_stat=best.get("eval_val/dm_stat"),
+             naive_test_mse=best["eval/naive_mse"], naive_test_mae=best["eval/naive_mae"],
+             trained_best_step=trained["step"], trained_val_mse=trained["eval_val/mse"],
+             trained_test_mse=trained["eval/mse"], final_test_mse=final["eval/mse"],
+             final_val_mse=final["eval_val/mse"])
+  row.update({f"test_{k}": best.get(f"eval/{k}") for k in TEST_KEYS})
+  return row
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+  """Per series: naive test MSE, each model's test MSE at best val (mean, std over seeds), the verdicts."""
+  out = []
+  for series in sorted({r["series"] for r in rows}, key=list(prices_lib.SERIES).index):
+    runs = [r for r in rows if r["series"] == series]
+    naive = runs[0]["naive_test_mse"]
+    entry = {"series": series, "naive_test_mse": naive, "models": {}}
+    for model in PRICE_MODELS:
+      mses = [r["test_mse"] for r in runs if r["model"] == model]
+      if not mses:
+        continue
+      mean = statistics.fmean(mses)
+      entry["models"][model] = {
+          "test_mse_mean": mean, "test_mse_std": statistics.stdev(mses) if len(mses) > 1 else 0.0,
+          "seeds": len(mses), "ratio_to_naive": mean / naive,
+          "selected_steps": [r["selected_step"] for r in runs if r["model"] == model],
+          "test_dm_stat": [r["test_dm_stat"] for r in runs if r["model"] == model],
+          "trained_test_mse_mean": statistics.fmean(r["trained_test_mse"] for r in runs if r["model"] == model),
+          "final_test_mse_mean": statistics.fmean(r["final_test_mse"] for r in runs if r["model"] == model),
+          "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in runs if r["model"] == model)}
+    models = entry["models"]
+    for aila in ("aila1", "aila2"):
+      if aila in models:
+        entry[f"{aila}_le_naive"] = models[aila]["test_mse_mean"] <= naive
+        if "lstm" in models:
+          entry[f"{aila}_le_lstm"] = models[aila]["test_mse_mean"] <= models["lstm"]["test_mse_mean"]
+    out.append(entry)
+  return out
+
+
+def print_summary(summary: list[dict], seconds: float) -> None:
+  print(f"\nprices: test MSE at best val (mean +- std over seeds; selected steps; 0 = the naive forecast kept); "
+        f"{seconds:.1f} s", flush=True)
+  for e in summary:
+    cells = [f"{e['series']:6s} naive {e['naive_test_mse']:.6g}"]
+    for model, m in e["models"].items():
+      cells.append(f"{model} {m['test_mse_mean']:.6g} +- {m['test_mse_std']:.2g} (x{m['ratio_to_naive']:.4f}, "
+                   f"steps {m['selected_steps']})")
+    verdicts = [f"{k}={v}" for k, v in e.items() if k.endswith(("_le_naive", "_le_lstm"))]
+    print(" | ".join(cells) + " | " + " ".join(verdicts), flush=True)
 
 
 def _params_from_log(workdir: pathlib.Path):

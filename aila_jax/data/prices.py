@@ -7,29 +7,51 @@ README): S&P 500, gold, US dollar index, coffee and wheat futures, chosen by
 * ``series``: ``sp500``, ``gold``, ``usd``, ``coffee``, ``wheat`` (a key of :data:`SERIES`);
 * ``lookback`` :math:`L` (days of input) and ``horizon`` :math:`H` (days predicted);
 * ``split`` = (train, val, test) fractions of the rows, in time order;
-* ``transform``: ``log_return`` (default) or ``standard`` (below);
+* ``transform``: the space the series :math:`y` lives in, ``log_return``
+  (default, :math:`y = \log p`) or ``standard`` (:math:`y = p`); it also picks
+  the defaults of ``target`` and ``features``;
+* ``target``: ``change`` (default for ``log_return``) or ``level`` (default for ``standard``), below;
+* ``features``: a name or a tuple of names of the input channels, of
+  ``relative``, ``returns``, ``level`` (default ``relative`` for
+  ``log_return``, ``level`` for ``standard``), below;
 * ``file``: a csv path overriding the series' file (tests, other series).
 
 **Windows and splits, without leakage.** Rows are split chronologically at
 :math:`b_1 = \lfloor f_{\text{train}} N \rfloor` and :math:`b_2 = b_1 +
 \lfloor f_{\text{val}} N \rfloor`. A window anchored at day :math:`s` has
-inputs :math:`p_{s-L+1..s}` and targets :math:`p_{s+1..s+H}`; it belongs to
-the split whose row range holds *all* its targets, so no target ever crosses a
-split boundary (inputs of the first val/test windows reach back into the
-previous split: that is the past, known at forecast time). Anchors whose
-targets straddle a boundary are dropped.
+inputs :math:`p_{s-L+1..s}` (and :math:`p_{s-L}` for ``returns``) and targets
+:math:`p_{s+1..s+H}`; it belongs to the split whose row range holds *all* its
+targets, so no target ever crosses a split boundary (inputs of the first
+val/test windows reach back into the previous split: that is the past, known
+at forecast time). Anchors whose targets straddle a boundary are dropped.
 
-**Scaling, fitted on the train rows** :math:`[0, b_1)` only:
+**Statistics, fitted on the train rows** :math:`[0, b_1)` only (:class:`PriceScaler`):
+:math:`\sigma_h` = the standard deviation of the :math:`h`-day changes
+:math:`y_{t+h} - y_t` with both days in the train rows (:math:`h = 1..H`), and
+:math:`\mu, s` = the mean and standard deviation of :math:`y` on the train rows.
 
-* ``log_return``: :math:`z = (\log p - \log p_s) / \sigma`, with
-  :math:`\sigma` the standard deviation of the daily log returns of the train
-  rows; de-scaled :math:`\hat p = p_s \exp(\sigma \hat z)`. Inputs and targets
-  are relative to the last observed close, so the naive forecast is
-  :math:`\hat z = 0`.
-* ``standard``: :math:`z = (p - \mu) / s` with the train rows' mean and
-  standard deviation; de-scaled :math:`\hat p = \mu + s \hat z`.
+**Targets** (``target``, float32 ``[H]``):
 
-Records: ``inputs`` float32 ``[L, 1]``, ``target`` float32 ``[H]`` (scaled),
+* ``change``, the residual-to-naive parameterisation:
+  :math:`z_h = (y_{s+h} - y_s) / \sigma_h`, de-scaled
+  :math:`\hat y_{s+h} = y_s + \sigma_h \hat z_h`. The output :math:`\hat z = 0`
+  *is* the naive last-value forecast :math:`\hat p_{s+h} = p_s`, exactly (in
+  both spaces), so a model whose head starts at zero
+  (``config.model.zero_head``) starts as the random-walk forecast and learns
+  a correction to it. In log space, :math:`\hat p = p_s \exp(\sigma_h \hat z)`.
+* ``level``: :math:`z = (y_{s+h} - \mu) / s`, de-scaled :math:`\hat y = \mu + s \hat z`
+  (the classic min-max/standard scaling of levels; on trending prices the test
+  levels lie outside the train range).
+
+**Input channels** (``features``; ``inputs`` float32 ``[L, F]``, one channel per name):
+
+* ``relative``: :math:`(y_{s-k} - y_s) / \sigma_1`, :math:`k = L-1..0`: the
+  window relative to the last observed value (the last entry is 0);
+* ``returns``: :math:`(y_{s-k} - y_{s-k-1}) / \sigma_1`: the one-day changes
+  (log returns for ``log_return``) inside the window;
+* ``level``: :math:`(y_{s-k} - \mu) / s`.
+
+Records: ``inputs`` float32 ``[L, F]``, ``target`` float32 ``[H]`` (scaled),
 ``last`` float32 (:math:`p_s`) and ``target_price`` float32 ``[H]``.
 
 **Checked on load** (:class:`~aila_jax.errors.DataError` naming the file and
@@ -61,8 +83,12 @@ SERIES = {
     "wheat": "wheat_futures_zwf.csv",
 }
 TRANSFORMS = ("log_return", "standard")
+TARGETS = ("change", "level")
+FEATURES = ("relative", "returns", "level")
 DEFAULTS = dict(series="sp500", lookback=32, horizon=1, split=(0.7, 0.15, 0.15), transform="log_return",
-                file=None)
+                target=None, features=None, file=None)
+# what target / features mean when left None, per transform
+TRANSFORM_DEFAULTS = {"log_return": ("change", ("relative",)), "standard": ("level", ("level",))}
 
 
 def read_price_csv(path: str | os.PathLike, *, positive: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -136,41 +162,101 @@ def window_anchors(lo: int, hi: int, *, lookback: int, horizon: int) -> np.ndarr
 
 @dataclasses.dataclass(frozen=True)
 class PriceScaler:
-  r"""The train-only scaling of :mod:`aila_jax.data.prices` (``log_return`` or ``standard``)."""
+  r"""The train-only statistics and (de)scaling of :mod:`aila_jax.data.prices`.
+
+  ``transform`` is the space (``log_return``: :math:`y = \log p`; ``standard``:
+  :math:`y = p`); ``target`` is ``change`` or ``level`` (None: the
+  transform's default); ``sigma`` holds :math:`\sigma_h` for ``h = 1..H`` (a
+  float is one value for every horizon); ``mu``, ``sd`` are the train mean and
+  standard deviation of :math:`y`.
+  """
   transform: str
-  sigma: float = 1.0   # log_return: std of the train rows' daily log returns
-  mu: float = 0.0      # standard: train mean
-  sd: float = 1.0      # standard: train std
+  sigma: float | tuple[float, ...] = 1.0
+  mu: float = 0.0
+  sd: float = 1.0
+  target: str | None = None
+
+  def __post_init__(self):
+    if self.transform not in TRANSFORMS:
+      raise ConfigError(f"config.dataset_kwargs.transform: expected one of {TRANSFORMS}, got {self.transform!r}")
+    if self.target is None:
+      object.__setattr__(self, "target", TRANSFORM_DEFAULTS[self.transform][0])
+    if self.target not in TARGETS:
+      raise ConfigError(f"config.dataset_kwargs.target: expected one of {TARGETS}, got {self.target!r}")
+    if not isinstance(self.sigma, (int, float)):
+      object.__setattr__(self, "sigma", tuple(float(v) for v in self.sigma))
 
   @classmethod
-  def fit(cls, train_closes: np.ndarray, transform: str) -> "PriceScaler":
-    if transform == "log_return":
-      sigma = float(np.std(np.diff(np.log(train_closes))))
-      return cls(transform, sigma=sigma if sigma > 0 else 1.0)
-    sd = float(np.std(train_closes))
-    return cls(transform, mu=float(np.mean(train_closes)), sd=sd if sd > 0 else 1.0)
+  def fit(cls, train_closes: np.ndarray, transform: str, *, horizon: int = 1,
+          target: str | None = None) -> "PriceScaler":
+    """The statistics of the train rows' closes (nothing else may be passed in: no leakage)."""
+    y = cls(transform).to_space(np.asarray(train_closes, np.float64))
+    sigma = []
+    for h in range(1, horizon + 1):
+      sd_h = float(np.std(y[h:] - y[:-h])) if len(y) > h else 0.0
+      sigma.append(sd_h if sd_h > 0 and math.isfinite(sd_h) else 1.0)
+    sd = float(np.std(y))
+    return cls(transform, sigma=tuple(sigma), mu=float(np.mean(y)), sd=sd if sd > 0 else 1.0, target=target)
+
+  def to_space(self, prices, xp=np):
+    """Prices -> :math:`y` (``log p`` or ``p``)."""
+    return xp.log(prices) if self.transform == "log_return" else prices
+
+  def _sigma(self, h: int, xp=np):
+    sigma = self.sigma if isinstance(self.sigma, tuple) else (self.sigma,) * h
+    if len(sigma) < h:
+      raise ValueError(f"PriceScaler: {len(sigma)} horizon scales for a horizon of {h}")
+    return xp.asarray(sigma[:h], dtype=xp.float32 if xp is not np else np.float64)
+
+  @property
+  def step_sigma(self) -> float:
+    r""":math:`\sigma_1`, the scale of the ``relative`` and ``returns`` input channels."""
+    return self.sigma[0] if isinstance(self.sigma, tuple) else float(self.sigma)
 
   def scale(self, prices, last):
-    """Prices ``[..., K]`` with the anchor close ``last [...]`` -> scaled values."""
-    if self.transform == "log_return":
-      return (np.log(prices) - np.log(last)[..., None]) / self.sigma
-    return (prices - self.mu) / self.sd
+    """Target prices ``[..., H]`` with the anchor close ``last [...]`` -> scaled targets ``z``."""
+    y = self.to_space(np.asarray(prices, np.float64))
+    if self.target == "change":
+      return (y - self.to_space(np.asarray(last, np.float64))[..., None]) / self._sigma(y.shape[-1])
+    return (y - self.mu) / self.sd
 
   def unscale(self, z, last, xp=np):
-    """Scaled predictions ``[..., H]`` -> prices (``xp`` = numpy or jax.numpy)."""
-    if self.transform == "log_return":
-      return last[..., None] * xp.exp(self.sigma * z)
-    return self.mu + self.sd * z
+    """Scaled predictions ``[..., H]`` -> prices (``xp`` = numpy or jax.numpy); ``z = 0`` with
+    ``target='change'`` gives ``last`` exactly."""
+    if self.target == "change":
+      step = self._sigma(z.shape[-1], xp) * z
+      if self.transform == "log_return":
+        return last[..., None] * xp.exp(step)
+      return last[..., None] + step
+    y = self.mu + self.sd * z
+    return xp.exp(y) if self.transform == "log_return" else y
+
+  def features(self, window_prices: np.ndarray, names: tuple[str, ...], lookback: int) -> np.ndarray:
+    """Input channels ``[..., L, F]`` from the closes ``[..., L']`` ending at the anchor (``L' >= L``,
+    one more row than ``L`` for ``returns``)."""
+    y = self.to_space(np.asarray(window_prices, np.float64))
+    channels = []
+    for name in names:
+      if name == "relative":
+        channels.append((y[..., -lookback:] - y[..., -1:]) / self.step_sigma)
+      elif name == "returns":
+        channels.append(np.diff(y, axis=-1)[..., -lookback:] / self.step_sigma)
+      elif name == "level":
+        channels.append((y[..., -lookback:] - self.mu) / self.sd)
+      else:
+        raise ConfigError(f"config.dataset_kwargs.features: unknown feature {name!r}; expected names of {FEATURES}")
+    return np.stack(channels, axis=-1)
 
 
 def price_windows(closes: np.ndarray, anchors: np.ndarray, *, lookback: int, horizon: int,
-                  scaler: PriceScaler) -> dict[str, np.ndarray]:
+                  scaler: PriceScaler, features: tuple[str, ...] = ("relative",)) -> dict[str, np.ndarray]:
   """The records of the windows anchored at ``anchors`` (see the module docstring)."""
-  inputs_idx = anchors[:, None] + np.arange(-lookback + 1, 1)[None, :]  # (W, L)
+  span = lookback + (1 if "returns" in features else 0)
+  inputs_idx = anchors[:, None] + np.arange(-span + 1, 1)[None, :]  # (W, L')
   target_idx = anchors[:, None] + np.arange(1, horizon + 1)[None, :]  # (W, H)
   last = closes[anchors]
   return {
-      "inputs": scaler.scale(closes[inputs_idx], last)[..., None].astype(np.float32),  # (W, L, 1)
+      "inputs": scaler.features(closes[inputs_idx], features, lookback).astype(np.float32),  # (W, L, F)
       "target": scaler.scale(closes[target_idx], last).astype(np.float32),  # (W, H)
       "last": last.astype(np.float32),
       "target_price": closes[target_idx].astype(np.float32),
@@ -194,6 +280,17 @@ def price_file(kwargs: dict, data_dir) -> pathlib.Path:
   return root / "prices" / SERIES[kwargs["series"]]
 
 
+def _feature_names(value, transform: str) -> tuple[str, ...]:
+  if value is None:
+    return TRANSFORM_DEFAULTS[transform][1]
+  names = (value,) if isinstance(value, str) else tuple(value)
+  bad = [n for n in names if n not in FEATURES]
+  if not names or bad or len(set(names)) != len(names):
+    raise ConfigError(f"config.dataset_kwargs.features: expected a name or a tuple of distinct names of "
+                      f"{FEATURES}, got {value!r}")
+  return names
+
+
 @datasets.register_dataset("prices")
 def build_prices(config) -> datasets.Dataset:
   kw = datasets.check_kwargs(dict(config.get("dataset_kwargs", {}) or {}), DEFAULTS, dataset="prices")
@@ -202,29 +299,34 @@ def build_prices(config) -> datasets.Dataset:
       raise ConfigError(f"config.dataset_kwargs.{key}: expected an int >= 1, got {kw[key]!r}")
   if kw["transform"] not in TRANSFORMS:
     raise ConfigError(f"config.dataset_kwargs.transform: expected one of {TRANSFORMS}, got {kw['transform']!r}")
+  if kw["target"] is not None and kw["target"] not in TARGETS:
+    raise ConfigError(f"config.dataset_kwargs.target: expected one of {TARGETS} (or None: the transform's "
+                      f"default), got {kw['target']!r}")
+  features = _feature_names(kw["features"], kw["transform"])
   if config.get("augment", "none") != "none":
     raise ConfigError(f"config.augment: the prices dataset has no augmentation; set 'none', "
                       f"got {config.augment!r}")
   path = price_file(kw, config.get("data_dir"))
   dates, closes = read_price_csv(path, positive=kw["transform"] == "log_return")
   n, lookback, horizon = len(closes), kw["lookback"], kw["horizon"]
+  span = lookback + (1 if "returns" in features else 0)  # rows of input a window reads
   b1, b2 = split_bounds(n, kw["split"])
-  scaler = PriceScaler.fit(closes[:b1], kw["transform"])
+  scaler = PriceScaler.fit(closes[:b1], kw["transform"], horizon=horizon, target=kw["target"])
   ranges = {"train": (0, b1), "val": (b1, b2), "test": (b2, n)}
   splits = {}
   for name, (lo, hi) in ranges.items():
-    anchors = window_anchors(lo, hi, lookback=lookback, horizon=horizon)
+    anchors = window_anchors(lo, hi, lookback=span, horizon=horizon)
     if name != "val" and len(anchors) == 0:
       raise ConfigError(f"config.dataset_kwargs: the {name} split of {path.name} (rows {lo}..{hi - 1}) holds "
                         f"no window of lookback {lookback} and horizon {horizon}; lower them or change split")
     splits[name] = sources.ArraySource(
-        price_windows(closes, anchors, lookback=lookback, horizon=horizon, scaler=scaler),
+        price_windows(closes, anchors, lookback=lookback, horizon=horizon, scaler=scaler, features=features),
         name=f"prices/{path.stem}/{name}")
   evals = {"test": splits["test"]}
   if len(splits["val"]):
     evals["val"] = splits["val"]
   example = _to_float32({k: v[:1] for k, v in splits["train"].arrays.items()})
-  info = {"scaler": scaler, "file": str(path), "rows": n, "bounds": (b1, b2),
+  info = {"scaler": scaler, "features": features, "file": str(path), "rows": n, "bounds": (b1, b2),
           "dates": (str(dates[0]), str(dates[b1 - 1]) if b1 else None, str(dates[-1])),
           "windows": {k: len(v) for k, v in splits.items()}}
   return datasets.Dataset(name="prices", train=splits["train"], eval=evals, preprocess=_to_float32,

@@ -22,7 +22,10 @@ maps ``stage_s`` to the ``[layers, T]`` matrix of the layer-to-layer weights
 (averaged over the batch and heads; row ``t - 1`` is layer ``t``'s
 distribution over slots ``0 .. T-1``) and ``intermediates['depth_heads']``
 to ``[layers, heads, T]`` for multi-head mixers. ``num_classes`` is the number
-of outputs (classes, or the forecast horizon for regression).
+of outputs (classes, or the forecast horizon for regression). ``zero_head``
+(``DepthMLP``, ``DepthLSTM``; default False) starts the linear head at zero,
+so an untrained model outputs exactly 0 (for forecasting with
+``target='change'``, exactly the naive last-value forecast).
 """
 
 from __future__ import annotations
@@ -57,6 +60,12 @@ def _collect(weights: list, inter: dict, stage: str) -> None:
   inter.setdefault("depth_weights", {})[stage] = jnp.stack(rows)
   if heads:
     inter.setdefault("depth_heads", {})[stage] = jnp.stack(heads)
+
+
+def _head(num_classes: int, zero: bool, dtype) -> nn.Dense:
+  """The linear head; ``zero``: kernel and bias start at zero, so the initial output is exactly 0."""
+  init = dict(kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros) if zero else {}
+  return nn.Dense(num_classes, dtype=dtype, name="head", **init)
 
 
 def cifar_blocks_per_stage(depth: int, block: str) -> int:
@@ -165,6 +174,7 @@ class DepthMLP(nn.Module):
   mixer_kwargs: Any = None
   drop_path: float = 0.0
   dropout_rate: float = 0.0
+  zero_head: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -191,7 +201,7 @@ class DepthMLP(nn.Module):
     _collect(weights, inter, "stage_0")
     x = nn.LayerNorm(dtype=self.dtype, name="ln_out")(x)
     inter["features"] = x
-    out = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+    out = _head(self.num_classes, self.zero_head, self.dtype)(x)
     return out.astype(jnp.float32), inter
 
 
@@ -204,6 +214,7 @@ class DepthLSTM(nn.Module):
   mixer_kwargs: Any = None
   layer_norm: bool = False
   drop_path: float = 0.0
+  zero_head: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -230,5 +241,5 @@ class DepthLSTM(nn.Module):
     _collect(weights, inter, "stage_0")
     x = x[:, -1]  # (B, D) the last time step
     inter["features"] = x
-    out = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+    out = _head(self.num_classes, self.zero_head, self.dtype)(x)
     return out.astype(jnp.float32), inter

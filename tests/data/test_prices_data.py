@@ -1,4 +1,5 @@
-"""Price windows: bad files fail naming file and line; splits do not leak; scaling is fitted on train."""
+"""Price windows: bad files fail naming file and line; splits do not leak; statistics are fitted on train;
+the residual (change) target round-trips and zero is the naive forecast."""
 
 import ml_collections
 import numpy as np
@@ -69,7 +70,7 @@ def test_windows_never_cross_a_split_boundary(lookback, horizon):
 
 def _config(path, **kw):
   config = ml_collections.ConfigDict(dict(dataset="prices", augment="none", data_dir=None,
-                                          dataset_kwargs=dict(file=str(path), lookback=4, horizon=2, **kw)))
+                                          dataset_kwargs={**dict(file=str(path), lookback=4, horizon=2), **kw}))
   return config
 
 
@@ -122,3 +123,69 @@ def test_real_series_load(data_dir):
     data = datasets.build_dataset(config)
     assert data.info["windows"]["test"] > 500, series
     assert np.all(np.isfinite(data.train.arrays["inputs"]))
+
+
+SETUPS = [dict(transform="log_return"), dict(transform="standard"),
+          dict(transform="log_return", target="change", features=("relative", "returns")),
+          dict(transform="standard", target="change", features=("returns", "level")),
+          dict(transform="log_return", target="level", features="level")]
+
+
+@pytest.mark.parametrize("kw", SETUPS)
+def test_test_period_prices_do_not_move_train_or_val(tmp_path, kw):
+  rows = _rows(80)
+  a = datasets.build_dataset(_config(_csv(tmp_path, rows, "a.csv"), horizon=3, **kw))
+  b2 = a.info["bounds"][1]
+  changed = rows[:b2] + [f"{r.split(',')[0]},{float(r.split(',')[1]) * 5 + 70}" for r in rows[b2:]]
+  b = datasets.build_dataset(_config(_csv(tmp_path, changed, "b.csv"), horizon=3, **kw))
+  assert a.info["scaler"] == b.info["scaler"]
+  for split in ("train", "val"):
+    src_a = a.train if split == "train" else a.eval["val"]
+    src_b = b.train if split == "train" else b.eval["val"]
+    for key in ("inputs", "target", "last", "target_price"):
+      np.testing.assert_array_equal(src_a.arrays[key], src_b.arrays[key], err_msg=f"{split}/{key}")
+  assert not np.array_equal(a.eval["test"].arrays["target"], b.eval["test"].arrays["target"])
+
+
+@pytest.mark.parametrize("transform", ["log_return", "standard"])
+def test_change_target_round_trips_and_zero_is_naive(tmp_path, transform):
+  rows = _rows(90)
+  data = datasets.build_dataset(_config(_csv(tmp_path, rows), horizon=3, transform=transform, target="change",
+                                        features=("relative", "returns")))
+  s = data.info["scaler"]
+  closes = np.array([float(r.split(",")[1]) for r in rows])
+  b1 = data.info["bounds"][0]
+  y = np.log(closes) if transform == "log_return" else closes
+  # sigma_h: the std of the h-day changes inside the train rows, nothing else
+  expected = tuple(float(np.std(y[h:b1] - y[:b1 - h])) for h in (1, 2, 3))
+  np.testing.assert_allclose(s.sigma, expected, rtol=1e-12)
+  for split, src in (("train", data.train), *data.eval.items()):
+    rec = src.arrays
+    last = rec["last"].astype(np.float64)
+    y_last = np.log(last) if transform == "log_return" else last
+    y_tgt = np.log(rec["target_price"].astype(np.float64)) if transform == "log_return" else rec["target_price"]
+    # z = (y_{s+h} - y_s) / sigma_h (prices stored as float32: compare at float32 precision)
+    np.testing.assert_allclose(rec["target"], (y_tgt - y_last[:, None]) / np.asarray(expected), atol=2e-3)
+    np.testing.assert_allclose(s.unscale(rec["target"].astype(np.float64), last), rec["target_price"],
+                               rtol=1e-5, err_msg=split)
+    np.testing.assert_array_equal(s.unscale(np.zeros_like(rec["target"]), rec["last"]),
+                                  np.broadcast_to(rec["last"][:, None], rec["target"].shape))
+  # inputs: channel 0 relative to the last close (last entry 0), channel 1 the one-day changes
+  x = data.train.arrays["inputs"]
+  assert x.shape[1:] == (4, 2)
+  np.testing.assert_allclose(x[:, -1, 0], 0.0, atol=1e-6)
+  np.testing.assert_allclose(np.diff(x[:, :, 0], axis=1), x[:, 1:, 1], atol=1e-4)
+  first = data.train.arrays["last"][0]
+  assert first == np.float32(closes[4])  # 'returns' reads one row before the window: first anchor is row L
+
+
+def test_option_errors(tmp_path):
+  path = _csv(tmp_path, _rows(50))
+  with pytest.raises(ConfigError, match="config.dataset_kwargs.target: expected one of"):
+    datasets.build_dataset(_config(path, target="delta"))
+  with pytest.raises(ConfigError, match="config.dataset_kwargs.features: expected a name or a tuple"):
+    datasets.build_dataset(_config(path, features=("relative", "volume")))
+  with pytest.raises(ConfigError, match="config.dataset_kwargs.features"):
+    datasets.build_dataset(_config(path, features=()))
+  data = datasets.build_dataset(_config(path, features="returns"))
+  assert data.info["features"] == ("returns",) and data.example["inputs"].shape == (1, 4, 1)
