@@ -113,10 +113,16 @@ def eval_batches(source, *, preprocess: Callable[[Batch], Batch], batch_size: in
   waits on a process that ran out.
   """
   bs = local_batch_size(batch_size, process_count, key="eval_batch_size")
-  ds = _shard(grain.MapDataset.source(source), process_index, process_count)
   per_process = -(-len(source) // process_count)
   num_batches = -(-per_process // bs)
-  batched = ds.batch(bs, drop_remainder=False).map(preprocess)
+  arrays = getattr(source, "arrays", None)
+  if arrays is not None:  # in memory: slice whole batches
+    shard = {k: np.asarray(v)[process_index::process_count] for k, v in arrays.items()}
+    batched = [preprocess({k: v[i:i + bs] for k, v in shard.items()})
+               for i in range(0, len(next(iter(shard.values()))), bs)]
+  else:
+    ds = _shard(grain.MapDataset.source(source), process_index, process_count)
+    batched = ds.batch(bs, drop_remainder=False).map(preprocess)
   for i in range(num_batches):
     if i < len(batched):
       batch = batched[i]

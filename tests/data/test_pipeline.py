@@ -96,8 +96,9 @@ def test_in_memory_epochs_drop_a_different_remainder_each_epoch():
   assert len({tuple(sorted(set(range(53)) - set(e))) for e in epochs}) > 1
 
 
-def test_eval_batches_cover_all_records_once_with_padding_mask():
-  src = _source(23)
+@KINDS
+def test_eval_batches_cover_all_records_once_with_padding_mask(kind):
+  src = _source(23, kind)
   batches = list(pipeline.eval_batches(src, preprocess=PRE, batch_size=10))
   assert len(batches) == 3
   assert all(b["image"].shape == (10, 28, 28, 1) for b in batches)
