@@ -9,6 +9,7 @@ from aila_jax.errors import ConfigError
 from aila_jax.models.simple import CNN, MLP
 from aila_jax.models.transformer import EncoderDecoder, TransformerClassifier
 from aila_jax.models.depth_backbones import CifarResNet, DepthLSTM, DepthMLP
+from aila_jax.models.depth_text import DepthTextMLP, DepthTransformerClassifier, LSTMClassifier
 from aila_jax.models.ram import RAM, WSRAM
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -19,6 +20,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cifar_resnet": CifarResNet,
     "depth_mlp": DepthMLP,
     "depth_lstm": DepthLSTM,
+    "depth_text_mlp": DepthTextMLP,
+    "depth_transformer_classifier": DepthTransformerClassifier,
+    "lstm_classifier": LSTMClassifier,
     "ram": RAM,
     "wsram": WSRAM,
 }

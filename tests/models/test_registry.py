@@ -40,6 +40,9 @@ PINNED = {
 PINNED_ELSEWHERE = {
     "transformer": "tests/models/test_transformer_models.py",
     "transformer_classifier": "tests/models/test_transformer_models.py",
+    "depth_text_mlp": "tests/models/test_depth_text.py",
+    "depth_transformer_classifier": "tests/models/test_depth_text.py",
+    "lstm_classifier": "tests/models/test_depth_text.py",
 }
 
 
