@@ -38,21 +38,6 @@ _CACHE = flags.DEFINE_string("cache_dir", None, "AILA_CACHE_DIR for the vocabula
 _OVERRIDES = flags.DEFINE_list("set", [], "key=value config overrides, e.g. model.preset=transformer_tiny.")
 
 
-def _set(config, item):
-  """``key.sub=value`` -> ``config.key.sub = literal_eval(value)`` (or the string itself)."""
-  import ast  # pylint: disable=g-import-not-at-top
-  key, value = item.split("=", 1)
-  try:
-    value = ast.literal_eval(value)
-  except (ValueError, SyntaxError):
-    pass
-  node = config
-  *parents, leaf = key.split(".")
-  for p in parents:
-    node = node[p]
-  node[leaf] = value
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -65,7 +50,7 @@ def main(argv):
   from aila_jax import models  # pylint: disable=g-import-not-at-top
   from aila_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from aila_jax.tasks import seq2seq  # pylint: disable=g-import-not-at-top
-  from aila_jax.train import averaging, checkpoint, trainer  # pylint: disable=g-import-not-at-top
+  from aila_jax.train import averaging, checkpoint, config_check, trainer  # pylint: disable=g-import-not-at-top
   from configs import multi30k_transformer  # pylint: disable=g-import-not-at-top
 
   config = multi30k_transformer.get_config()
@@ -74,7 +59,7 @@ def main(argv):
   config.eval_every = _EVAL_EVERY.value
   config.keep_checkpoints = 100
   for item in _OVERRIDES.value:
-    _set(config, item)
+    config_check.apply_override(config, item)
   workdir = pathlib.Path(_WORKDIR.value)
   shutil.rmtree(workdir, ignore_errors=True)
 

@@ -23,7 +23,6 @@ so that a run sized too long still reports its evals.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import pathlib
@@ -38,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 import jax  # noqa: E402
 
+from aila_jax.train import config_check  # noqa: E402
 from aila_jax.train import metrics as metrics_lib  # noqa: E402
 from aila_jax.train import train_and_evaluate  # noqa: E402
 from configs import ram_mnist, wsram_mnist  # noqa: E402
@@ -126,16 +126,7 @@ def main():
     if args.lr is not None:
       config.optimizer.learning_rate = args.lr
     for item in args.set:
-      key, value = item.split("=", 1)
-      try:
-        value = ast.literal_eval(value)
-      except (ValueError, SyntaxError):
-        pass
-      node = config
-      *parents, leaf = key.split(".")
-      for part in parents:
-        node = node[part]
-      node[leaf] = value
+      config_check.apply_override(config, item)
     timer = None
     if args.deadline_s > 0:
       timer = threading.Timer(args.deadline_s, lambda: os.kill(os.getpid(), signal.SIGTERM))

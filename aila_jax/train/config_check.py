@@ -105,3 +105,37 @@ def check_config(config) -> None:
       raise config_error(key, desc, value)
   if flat["eval_batch_size"] <= 0:
     raise config_error("eval_batch_size", "an int > 0", flat["eval_batch_size"])
+
+
+def apply_override(config, item: str) -> None:
+  """Applies ``'key.sub=value'`` to ``config`` in place, as ``--config.key.sub=value`` would.
+
+  The value is read as a Python literal (``3e-4``, ``True``, ``None``,
+  ``(32, 64)``), else kept as a string.
+
+  Raises:
+    ConfigError: ``item`` has no ``=`` or names a missing parent key.
+
+  Example:
+
+  >>> import ml_collections
+  >>> c = ml_collections.ConfigDict({"model": {"cell": "relu"}, "lr": 0.1})
+  >>> apply_override(c, "model.cell=lstm"); apply_override(c, "lr=3e-4")
+  >>> c.model.cell, c.lr
+  ('lstm', 0.0003)
+  """
+  import ast  # pylint: disable=g-import-not-at-top
+  if "=" not in item:
+    raise ConfigError(f"override {item!r}: expected key=value, e.g. model.cell=lstm")
+  key, value = item.split("=", 1)
+  try:
+    value = ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    pass
+  node = config
+  *parents, leaf = key.split(".")
+  for i, part in enumerate(parents):
+    if part not in node:
+      raise ConfigError(f"override {item!r}: config has no key {'.'.join(parents[:i + 1])!r}")
+    node = node[part]
+  node[leaf] = value

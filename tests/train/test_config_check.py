@@ -73,3 +73,14 @@ def test_data_dir_with_wrong_arrays(tmp_path):
            y_train=np.zeros(8, np.int64), x_test=np.zeros((8, 28, 28), np.uint8), y_test=np.zeros(8))
   with pytest.raises(DataError, match=r"'x_train' .* dtype float64; expected shape \(N, 28, 28\)"):
     train_and_evaluate(make_testing_config(tmp_path), tmp_path / "w")
+
+
+def test_apply_override_reads_literals_and_names_bad_keys():
+  c = ml_collections.ConfigDict({"model": {"widths": (1,), "name": "a"}, "lr": 0.1})
+  config_check.apply_override(c, "model.widths=(32, 64)")
+  config_check.apply_override(c, "model.name=lstm")
+  assert c.model.widths == (32, 64) and c.model.name == "lstm"
+  with pytest.raises(ConfigError, match="no key 'optim'"):
+    config_check.apply_override(c, "optim.lr=3")
+  with pytest.raises(ConfigError, match="key=value"):
+    config_check.apply_override(c, "lr")
