@@ -8,13 +8,14 @@ the seed. In a multi-process run, process ``p`` of ``n`` reads records
 ``p, p + n, ...`` and builds its ``batch_size / n`` share of each global batch.
 Augmentation and preprocessing act on whole numpy batches (vectorised).
 
-Sources held in memory (:class:`~aila_jax.data.sources.ArraySource`, which every
-offline dataset builds) are read a batch at a time: batch ``i`` is one fancy-index
-gather of the rows ``perm_e[j * B:(j + 1) * B]``, with ``e, j = divmod(i,
-records // B)`` and ``perm_e`` a permutation drawn from ``(seed, e)``; the last
-``records % B`` records of each epoch's order are dropped. Other sources (TFDS)
-go record by record through grain's shuffle and batch. Both give every record
-once per epoch, reshuffled per epoch.
+Sources with a batched read, ``source.get_batch(rows) -> Batch`` (the in-memory
+:class:`~aila_jax.data.sources.ArraySource` that every offline dataset builds,
+and the generated MNIST variants), are read a batch at a time: batch ``i`` is
+``get_batch`` of the rows ``perm_e[j * B:(j + 1) * B]`` of this process's share,
+with ``e, j = divmod(i, records // B)`` and ``perm_e`` a permutation drawn from
+``(seed, e)``; the last ``records % B`` records of each epoch's order are
+dropped. Other sources (TFDS) go record by record through grain's shuffle and
+batch. Both give every record once per epoch, reshuffled per epoch.
 """
 
 from __future__ import annotations
@@ -45,19 +46,30 @@ def _check_batch(num_records: int, bs: int) -> None:
                       "records this process reads")
 
 
-class _EpochGather:
-  """Batch ``i`` of an endless stream of epochs, each in its own order, as one gather.
+def _share_rows(rows: np.ndarray, process_index: int, process_count: int) -> np.ndarray:
+  """Rows of this process's share ``p, p + n, ...`` -> rows of the whole source."""
+  return rows * process_count + process_index
 
-  Epoch ``e``'s order is ``default_rng([seed, e]).permutation(records)``; it is
-  computed once per epoch (per process or worker) and kept until the next.
+
+def _share_size(num_records: int, process_index: int, process_count: int) -> int:
+  return len(range(process_index, num_records, process_count))
+
+
+class _EpochGather:
+  """Batch ``i`` of an endless stream of epochs, each in its own order, as one ``get_batch``.
+
+  Epoch ``e``'s order is ``default_rng([seed, e]).permutation(records)`` over
+  this process's share; it is computed once per epoch (per process or worker)
+  and kept until the next.
   """
 
-  def __init__(self, arrays, batch_size: int, seed: int):
-    self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    self._records = len(next(iter(self._arrays.values())))
+  def __init__(self, source, batch_size: int, seed: int, process_index: int, process_count: int):
+    self._source = source
+    self._records = _share_size(len(source), process_index, process_count)
     _check_batch(self._records, batch_size)
     self._bs = batch_size
     self._seed = int(seed)
+    self._share = (process_index, process_count)
     self.batches_per_epoch = self._records // batch_size
     self._epoch, self._perm = -1, None
 
@@ -67,7 +79,7 @@ class _EpochGather:
       self._perm = np.random.default_rng([self._seed, epoch]).permutation(self._records)
       self._epoch = epoch
     rows = self._perm[j * self._bs:(j + 1) * self._bs]
-    return {k: v[rows] for k, v in self._arrays.items()}
+    return self._source.get_batch(_share_rows(rows, *self._share))
 
 
 def train_dataset(source, *, preprocess: Callable[[Batch], Batch], batch_size: int, seed: int,
@@ -78,11 +90,8 @@ def train_dataset(source, *, preprocess: Callable[[Batch], Batch], batch_size: i
   Element ``i`` of the returned dataset depends only on ``(seed, i)``.
   """
   bs = local_batch_size(batch_size, process_count)
-  arrays = getattr(source, "arrays", None)
-  if arrays is not None:  # in memory: one gather per batch
-    if process_count > 1:
-      arrays = {k: v[process_index::process_count] for k, v in arrays.items()}
-    gather = _EpochGather(arrays, bs, seed)
+  if hasattr(source, "get_batch"):  # batched reads: one call per batch
+    gather = _EpochGather(source, bs, seed, process_index, process_count)
     ds = grain.MapDataset.range(gather.batches_per_epoch).seed(seed).repeat(None).map_with_index(gather)
   else:
     ds = _shard(grain.MapDataset.source(source), process_index, process_count)
@@ -115,11 +124,11 @@ def eval_batches(source, *, preprocess: Callable[[Batch], Batch], batch_size: in
   bs = local_batch_size(batch_size, process_count, key="eval_batch_size")
   per_process = -(-len(source) // process_count)
   num_batches = -(-per_process // bs)
-  arrays = getattr(source, "arrays", None)
-  if arrays is not None:  # in memory: slice whole batches
-    shard = {k: np.asarray(v)[process_index::process_count] for k, v in arrays.items()}
-    batched = [preprocess({k: v[i:i + bs] for k, v in shard.items()})
-               for i in range(0, len(next(iter(shard.values()))), bs)]
+  if hasattr(source, "get_batch"):  # batched reads of consecutive rows
+    share = _share_size(len(source), process_index, process_count)
+    batched = [preprocess(source.get_batch(_share_rows(np.arange(i, min(i + bs, share)), process_index,
+                                                       process_count)))
+               for i in range(0, share, bs)]
   else:
     ds = _shard(grain.MapDataset.source(source), process_index, process_count)
     batched = ds.batch(bs, drop_remainder=False).map(preprocess)

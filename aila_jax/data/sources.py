@@ -34,7 +34,8 @@ class ArraySource:
   """A random-access source over equally long numpy arrays (one record per row).
 
   Implements the ``RandomAccessDataSource`` protocol that grain reads
-  (``__len__`` and ``__getitem__``), like ``tfds.data_source`` does.
+  (``__len__`` and ``__getitem__``), like ``tfds.data_source`` does, and
+  ``get_batch(rows)``, the batched read the pipeline prefers.
   """
 
   def __init__(self, arrays: Mapping[str, np.ndarray], *, name: str = "arrays"):
@@ -50,6 +51,11 @@ class ArraySource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     return {k: v[index] for k, v in self._arrays.items()}
+
+  def get_batch(self, rows) -> dict[str, np.ndarray]:
+    """The records ``rows`` (an int array) stacked: one fancy-index gather per array."""
+    rows = np.asarray(rows, np.int64)
+    return {k: v[rows] for k, v in self._arrays.items()}
 
   @property
   def arrays(self) -> Mapping[str, np.ndarray]:

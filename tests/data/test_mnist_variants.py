@@ -67,3 +67,15 @@ def test_bad_base_images():
     mnist_variants.MnistVariantSource(np.zeros((4, 32, 32), np.uint8), np.zeros(4),
                                       mnist_variants.VARIANTS["translated_mnist"], seed=0,
                                       split="train", name="translated_mnist")
+
+
+@pytest.mark.parametrize("name", sorted(mnist_variants.VARIANTS))
+def test_batched_composition_equals_record_by_record(name, data_dir):
+  ds = _build(name, data_dir)
+  for source in (ds.train, ds.eval["test"]):
+    rows = np.random.default_rng(0).choice(len(source), 64, replace=False)
+    rows[:2] = [0, len(source) - 1]
+    batch = source.get_batch(rows)
+    np.testing.assert_array_equal(batch["image"], np.stack([source[int(i)]["image"] for i in rows]))
+    np.testing.assert_array_equal(batch["label"], [int(source[int(i)]["label"]) for i in rows])
+    assert batch["image"].dtype == np.uint8
