@@ -7,7 +7,8 @@ vocabulary cache), then merges their JSON into ``multi30k_sweep_<device>.json``
 in ``--out``: per variant the overrides, the steps reached in the shared
 ``--train_seconds``, BLEU (cased and case-insensitive) of the last checkpoint
 with greedy and beam-4 search and of the average of the last checkpoints with
-beam 4. The variants share the GPU, so a variant's steps/s here is below what
+beam 4, and beam-4 BLEU of the last checkpoint on val (choose recipes by that
+one). The variants share the GPU, so a variant's steps/s here is below what
 it gets alone: compare BLEU at equal wall-clock, not throughput.
 
   AILA_DATA_DIR=../shared/data python bench/multi30k_sweep.py --out=bench/results \
@@ -105,6 +106,7 @@ def main():
           "final_step": res["final_step"], "train_wall_seconds": res["train_wall_seconds"],
           "greedy_bleu": last.get("greedy_bleu"), "greedy_bleu_lowercase": last.get("greedy_bleu_lowercase"),
           "beam4_bleu": last.get("beam4_bleu"), "beam4_bleu_lowercase": last.get("beam4_bleu_lowercase"),
+          "val_beam4_bleu": last.get("val_beam4_bleu"),
           "averaged": res.get("averaged"),
           "greedy_curve": [(c["step"], c.get("train_seconds_at_save"), c.get("greedy_bleu"))
                            for c in reversed(res["checkpoints"])],
