@@ -47,8 +47,8 @@ from aila_jax.nn.transformer import (POSITION_KINDS, Decoder, Encoder,
                                      TransformerConfig, check_tokens,
                                      shift_right)
 
-__all__ = ["PRESETS", "EncoderDecoder", "TransformerClassifier",
-           "make_config"]
+__all__ = ["PRESETS", "TransformerSizes", "EncoderDecoder",
+           "TransformerClassifier", "make_config"]
 
 PRESETS: dict[str, dict[str, Any]] = {
     "transformer_base": dict(d_model=512, num_heads=8, d_ff=2048,
@@ -124,7 +124,31 @@ def _embedding(cfg: TransformerConfig, name: str) -> nn.Embed:
                   name=name)
 
 
-class EncoderDecoder(nn.Module):
+class TransformerSizes(nn.Module):
+  """The preset overrides and switches shared by the Transformer assemblies.
+
+  Each size field overrides the preset when not None (see
+  :class:`aila_jax.nn.transformer.TransformerConfig`); subclasses add their
+  own fields as keyword-only arguments.
+  """
+  d_model: int | None = None
+  num_heads: int | None = None
+  num_kv_heads: int | None = None
+  d_ff: int | None = None
+  num_encoder_layers: int | None = None
+  num_decoder_layers: int | None = None
+  dropout_rate: float | None = None
+  attention_dropout_rate: float | None = None
+  relu_dropout_rate: float | None = None
+  positions: str | None = None
+  pre_ln: bool | None = None
+  share_embeddings: bool | None = None
+  dtype: Any = jnp.float32
+  return_attention: bool = False
+  implementation: str | None = None
+
+
+class EncoderDecoder(TransformerSizes, kw_only=True):
   r"""The Transformer encoder-decoder (paper, figure 1).
 
   .. math::
@@ -164,22 +188,7 @@ class EncoderDecoder(nn.Module):
   vocab_size: int
   max_len: int = 256
   preset: str = "transformer_base"
-  d_model: int | None = None
-  num_heads: int | None = None
-  num_kv_heads: int | None = None
-  d_ff: int | None = None
-  num_encoder_layers: int | None = None
-  num_decoder_layers: int | None = None
-  dropout_rate: float | None = None
-  attention_dropout_rate: float | None = None
-  relu_dropout_rate: float | None = None
-  positions: str | None = None
-  pre_ln: bool | None = None
-  share_embeddings: bool | None = None
-  dtype: Any = jnp.float32
-  return_attention: bool = False
   decoding: bool = False
-  implementation: str | None = None
   bos_id: int = 1
 
   def setup(self):
@@ -228,7 +237,7 @@ class EncoderDecoder(nn.Module):
 POOLINGS = ("mean", "cls")
 
 
-class TransformerClassifier(nn.Module):
+class TransformerClassifier(TransformerSizes, kw_only=True):
   r"""Encoder-only Transformer classifier.
 
   .. math::
@@ -262,21 +271,6 @@ class TransformerClassifier(nn.Module):
   max_len: int = 512
   preset: str = "transformer_small"
   pooling: str = "mean"
-  d_model: int | None = None
-  num_heads: int | None = None
-  num_kv_heads: int | None = None
-  d_ff: int | None = None
-  num_encoder_layers: int | None = None
-  num_decoder_layers: int | None = None
-  dropout_rate: float | None = None
-  attention_dropout_rate: float | None = None
-  relu_dropout_rate: float | None = None
-  positions: str | None = None
-  pre_ln: bool | None = None
-  share_embeddings: bool | None = None
-  dtype: Any = jnp.float32
-  return_attention: bool = False
-  implementation: str | None = None
 
   @nn.compact
   def __call__(self, tokens: jax.Array, *, train: bool = False):
