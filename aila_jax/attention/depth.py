@@ -37,9 +37,9 @@ layers,
    m_t^{(n)} = \sum_i \alpha_{t,i}^{(n)}\, v_i^{(n)}
 
 for each head :math:`n` (a slice of the channels). ``per_token`` attention
-computes one distribution per position (token or pixel) and uses
-:func:`aila_jax.attention.dot_product_attention` with the layers as the key
-axis; ``pooled`` attention computes one distribution per example from
+computes one distribution per position (token or pixel), the function
+:func:`aila_jax.attention.dot_product_attention` computes with the layers as
+the key axis (:func:`per_token_depth_attention`); ``pooled`` attention computes one distribution per example from
 globally averaged features (:func:`pooled_depth_attention`) and applies it to
 every position.
 
@@ -65,11 +65,12 @@ import math
 import jax
 import jax.numpy as jnp
 
-from aila_jax.attention.dot_product import dot_product_attention
 
 __all__ = [
     "NORMALIZATIONS",
     "depth_mask",
+    "readable_slots",
+    "pad_depth",
     "normalize_depth_weights",
     "mix_depth",
     "per_token_depth_attention",
@@ -108,6 +109,34 @@ def depth_mask(index, depth: int, *, include_input: bool = True, include_current
   hi = index + (1 if include_current else 0)
   lo = 0 if include_input else 1
   return (slots >= lo) & (slots < hi)
+
+
+def readable_slots(index: int, depth: int, *, include_input: bool = True,
+                   include_current: bool = False) -> slice:
+  r"""The slots :func:`depth_mask` marks readable, as a ``slice`` (for a static layer index).
+
+  Backbones that unroll their layers in Python know :math:`t` when tracing:
+  the mixers then read ``buffer[:, readable_slots(t, T)]`` alone instead of
+  masking the whole padded buffer, so layer :math:`t` touches :math:`|V_t|`
+  slots rather than :math:`T` (the same function: masked slots have zero weight).
+
+  >>> readable_slots(2, 5)
+  slice(0, 2, None)
+  >>> readable_slots(2, 5, include_input=False, include_current=True)
+  slice(1, 3, None)
+  """
+  depth_mask(index, depth, include_input=include_input, include_current=include_current)  # range check
+  return slice(0 if include_input else 1, index + (1 if include_current else 0))
+
+
+def pad_depth(weights: jax.Array, slots: slice, depth: int) -> jax.Array:
+  """Weights over the slots ``slots`` (last axis) zero-padded back to all ``depth`` slots.
+
+  >>> pad_depth(jnp.array([0.5, 0.5]), slice(1, 3), 4).tolist()
+  [0.0, 0.5, 0.5, 0.0]
+  """
+  pad = [(0, 0)] * (weights.ndim - 1) + [(slots.start, depth - slots.stop)]
+  return jnp.pad(weights, pad)
 
 
 def normalize_depth_weights(logits: jax.Array, mask: jax.Array, normalization: str = "softmax",
@@ -187,8 +216,12 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Arr
      \alpha_{p,i}^{(n)} = \mathrm{softmax}_{i \in V}\big(q_p^{(n)} \cdot k_{i,p}^{(n)} / \sqrt{d}\big),
      \qquad m_p^{(n)} = \sum_i \alpha_{p,i}^{(n)}\, v_{i,p}^{(n)} .
 
-  Computed by :func:`aila_jax.attention.dot_product_attention` with batch
-  ``B * P``, one query and the ``T`` layers as keys.
+  This is :func:`aila_jax.attention.dot_product_attention` with batch
+  ``B * P``, one query and the ``T`` layers as keys (the tests check the two
+  agree), written as broadcast products and sums over the head and depth axes:
+  with one query and a handful of keys per position there is no matrix
+  product to hand to a kernel, and the arrays stay in their ``[B, T, *P, D]``
+  layout (no transposes), so XLA fuses the whole mix into a few loops.
 
   Args:
     query: ``[B, *positions, D]``.
@@ -204,17 +237,20 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Arr
   if keys.shape != values.shape or keys.shape[:1] + keys.shape[2:] != query.shape:
     raise ValueError(f"per_token_depth_attention: expected query [B, *P, D] and keys/values [B, T, *P, D]; "
                      f"got query {query.shape}, keys {keys.shape}, values {values.shape}")
-  positions, d = query.shape[1:-1], query.shape[-1]
-  p = math.prod(positions)
-  q = _split_heads(query.reshape(b * p, 1, d), num_heads, "query")  # (BP, 1, N, d/N)
-  kv_perm = (0,) + tuple(range(2, keys.ndim - 1)) + (1, keys.ndim - 1)
-  k = _split_heads(jnp.transpose(keys, kv_perm).reshape(b * p, t, d), num_heads, "keys")  # (BP, T, N, d/N)
-  v = _split_heads(jnp.transpose(values, kv_perm).reshape(b * p, t, d), num_heads, "values")
-  out, weights = dot_product_attention(q, k, v, mask=mask[None, None, None, :], return_weights=True,
-                                       implementation="xla")
-  out = out.reshape((b,) + positions + (d,))  # (B, *P, D)
-  weights = weights.reshape((b,) + positions + (num_heads, t))  # (B, *P, N, T)
-  return out, weights
+  if mask.shape != (t,):
+    raise ValueError(f"per_token_depth_attention: mask {mask.shape} does not match the {t} layers of keys "
+                     f"{keys.shape} (expected ({t},))")
+  d = query.shape[-1]
+  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, *P, N, d)
+  k = _split_heads(keys, num_heads, "keys").astype(jnp.float32)  # (B, T, *P, N, d)
+  v = _split_heads(values, num_heads, "values")  # (B, T, *P, N, d)
+  logits = jnp.sum(q[:, None] * k, axis=-1) / math.sqrt(d // num_heads)  # (B, T, *P, N)
+  tmask = mask.reshape((1, t) + (1,) * (logits.ndim - 2))
+  logits = jnp.where(tmask, logits, -jnp.inf)
+  weights = jnp.where(tmask, jax.nn.softmax(logits, axis=1), 0.0)  # (B, T, *P, N)
+  out = jnp.sum(weights.astype(v.dtype)[..., None] * v, axis=1)  # (B, *P, N, d)
+  out = out.reshape(query.shape)
+  return out, jnp.moveaxis(weights, 1, -1)  # (B, *P, N, T)
 
 
 def pooled_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array, *,

@@ -75,6 +75,7 @@ initialised from a standard normal, and :math:`o_{t-1}` is the block's input
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -155,6 +156,11 @@ class _Mixer(nn.Module):
   def _act(self, x):
     return ACTIVATIONS[self.activation](x)
 
+  def _mix(self, weights, buffer, include_input):
+    """``sum_i weights[i] x_i`` over the readable slots only (the others have zero weight)."""
+    sl = depth_attn.readable_slots(self.layer, self.depth, include_input=include_input)
+    return depth_attn.mix_depth(weights[sl], buffer["x"][:, sl])
+
   def _check(self, name, h, buffer):
     if not 1 <= self.layer < self.depth + (0 if self.uses_history else 10**9):
       raise ConfigError(f"config.model.mixer: depth mixer {name!r} at layer {self.layer} with a depth buffer "
@@ -168,6 +174,12 @@ class _Mixer(nn.Module):
     if self.norm == "layer":
       return nn.LayerNorm(dtype=self.dtype, name="norm")(x)
     return x
+
+  def _value_conv(self):
+    impl = getattr(self, "value_conv", "shifted")
+    if impl not in ("shifted", "conv"):
+      raise ConfigError(f"config.model.mixer_kwargs.value_conv: expected 'shifted' or 'conv', got {impl!r}")
+    return impl
 
   def _dp(self, x, train):
     return drop_path(self, x, self.drop_path, train=train)
@@ -204,7 +216,7 @@ class DenseMixer(_Mixer):
     mask = depth_attn.depth_mask(self.layer, self.depth, include_input=self.include_input)
     weights = depth_attn.normalize_depth_weights(jnp.zeros((self.depth,), jnp.float32), mask, "softmax")
     self.sow("intermediates", "depth_weights", weights)
-    x = self._act(self._dp(h, train) + depth_attn.mix_depth(weights, buffer["x"]))
+    x = self._act(self._dp(h, train) + self._mix(weights, buffer, self.include_input))
     return x, self._write(buffer, x), weights
 
 
@@ -237,7 +249,7 @@ class AILA1Mixer(_Mixer):
     mask = depth_attn.depth_mask(layer, depth, include_input=self.include_input or layer == 1)
     weights = depth_attn.normalize_depth_weights(logits, mask, self.normalization)  # (T,)
     self.sow("intermediates", "depth_weights", weights)
-    mix = depth_attn.mix_depth(weights, buffer["x"])
+    mix = self._mix(weights, buffer, self.include_input or layer == 1)
     if self.residual:
       mix = mix + self._prev(buffer)
     x = self._act(self._dp(h, train) + mix)
@@ -274,9 +286,10 @@ class AILA2Mixer(_Mixer):
     if width % self.num_heads:
       raise ConfigError(f"config.model.mixer_kwargs.num_heads: aila2 needs the width {width} to be divisible "
                         f"by num_heads={self.num_heads}")
-    xs = buffer["x"]  # (B, T, *P, D)
+    sl = depth_attn.readable_slots(self.layer, self.depth, include_input=self.include_input or self.layer == 1)
+    xs = buffer["x"][:, sl]  # (B, |V_t|, *P, D): the readable layers only
     u = h if self.query == "block" else self._prev(buffer)
-    mask = depth_attn.depth_mask(self.layer, self.depth, include_input=self.include_input or self.layer == 1)
+    mask = jnp.ones((xs.shape[1],), bool)
     pos_axes = tuple(range(1, h.ndim - 1))
     if self.pooling == "pooled":
       u = u.mean(pos_axes) if pos_axes else u  # (B, D)
@@ -293,7 +306,8 @@ class AILA2Mixer(_Mixer):
     else:
       mix, weights = depth_attn.per_token_depth_attention(q, k, xs.astype(q.dtype), mask,
                                                           num_heads=self.num_heads)
-      weights = weights.mean(axis=pos_axes) if pos_axes else weights  # (B, N, T)
+      weights = weights.mean(axis=pos_axes) if pos_axes else weights  # (B, N, |V_t|)
+    weights = depth_attn.pad_depth(weights, sl, self.depth)  # (B, N, T)
     self.sow("intermediates", "depth_weights", weights)
     mix = mix.astype(h.dtype)
     if self.residual:
@@ -302,8 +316,57 @@ class AILA2Mixer(_Mixer):
     return x, self._write(buffer, x), weights
 
 
+def depthwise_conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  r"""Depthwise convolution, stride 1, ``SAME`` zero padding, as a sum of shifted products.
+
+  .. math:: y_{p,c} = \sum_{o} K_{o,c}\, x_{p + o - \lfloor k/2 \rfloor, c}
+
+  (cross-correlation, like ``nn.Conv(C, k, feature_group_count=C)``, whose
+  kernel layout ``[*k, 1, C]`` it takes). With a 3x3 kernel that is 9
+  multiply-adds per element, which XLA fuses into one loop; a grouped
+  convolution with one channel per group is a poor fit for the convolution
+  kernels on GPU. Accumulates in float32 and returns ``x.dtype``.
+
+  Args:
+    x: ``[B, *spatial, C]``.
+    kernel: ``[*k, 1, C]`` with every ``k`` odd.
+  """
+  ks = kernel.shape[:-2]
+  if x.ndim != len(ks) + 2 or kernel.shape[-2:] != (1, x.shape[-1]) or any(k % 2 == 0 for k in ks):
+    raise ValueError(f"depthwise_conv_same: expected x [B, *spatial, C] and a kernel [*k, 1, C] with odd k "
+                     f"and len(k) = len(spatial); got x {x.shape}, kernel {kernel.shape}")
+  spatial = x.shape[1:-1]
+  xp = jnp.pad(x, [(0, 0)] + [(k // 2, k // 2) for k in ks] + [(0, 0)]).astype(jnp.float32)
+  kernel = kernel.astype(jnp.float32)
+  out = jnp.zeros(x.shape, jnp.float32)
+  for offset in itertools.product(*(range(k) for k in ks)):
+    window = (slice(None),) + tuple(slice(o, o + n) for o, n in zip(offset, spatial)) + (slice(None),)
+    out = out + xp[window] * kernel[offset + (0,)]
+  return out.astype(x.dtype)
+
+
+class _DepthwiseConv(nn.Module):
+  """``nn.Conv(C, k, feature_group_count=C, use_bias=False)`` (same parameter), computed by ``impl``."""
+  kernel_size: tuple[int, ...]
+  impl: str = "shifted"         # 'shifted' (depthwise_conv_same) or 'conv' (lax grouped convolution)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), self.kernel_size + (1, c), jnp.float32)
+    x = x.astype(self.dtype)
+    if self.impl == "shifted":
+      return depthwise_conv_same(x, kernel.astype(self.dtype))
+    return jax.lax.conv_general_dilated(
+        x, kernel.astype(self.dtype), (1,) * len(self.kernel_size), "SAME", feature_group_count=c,
+        dimension_numbers=jax.lax.conv_dimension_numbers(x.shape, kernel.shape, ("NHWC", "HWIO", "NHWC")
+                                                         if len(self.kernel_size) == 2 else ("NWC", "WIO", "NWC")))
+
+
 class _MRLAProjections(nn.Module):
   """MRLA's Q, K (ECA 1-D convs over pooled channels) and V (depthwise conv) of a block output."""
+  value_conv: str = "shifted"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -316,8 +379,7 @@ class _MRLAProjections(nn.Module):
     q = nn.Conv(1, (ks,), padding="SAME", use_bias=False, dtype=self.dtype, name="wq")(y1)[..., 0]
     k = nn.Conv(1, (ks,), padding="SAME", use_bias=False, dtype=self.dtype, name="wk")(y1)[..., 0]
     if pos_axes:
-      v = nn.Conv(c, (3,) * len(pos_axes), padding="SAME", feature_group_count=c, use_bias=False,
-                  dtype=self.dtype, name="wv")(o)
+      v = _DepthwiseConv((3,) * len(pos_axes), impl=self.value_conv, dtype=self.dtype, name="wv")(o)
     else:
       v = o * self.param("wv", nn.initializers.ones, (c,)).astype(o.dtype)
     return q, k, v  # (B, C), (B, C), (B, *P, C)
@@ -331,6 +393,7 @@ class MRLABaseMixer(_Mixer):
        \mathrm{softmax}_i(q_t \cdot k_i / \sqrt{d})\, v_i\big)\big)\Big)
   """
   dim_per_head: int = 16
+  value_conv: str = "shifted"   # the value's depthwise conv: 'shifted' (fused shifted sums) or 'conv'
 
   @classmethod
   def init_buffer(cls, x0, depth):
@@ -345,12 +408,13 @@ class MRLABaseMixer(_Mixer):
       raise ConfigError(f"config.model.mixer: mrla_base at layer {self.layer} with a cache of {self.depth} slots")
     heads = _heads_for("mrla_base", h.shape[-1], self.dim_per_head)
     o = self._act(h + buffer["prev"])
-    q, k, v = _MRLAProjections(dtype=self.dtype, name="mrla")(o)
+    q, k, v = _MRLAProjections(self._value_conv(), dtype=self.dtype, name="mrla")(o)
     keys = buffer["k"].at[:, self.layer].set(k.astype(buffer["k"].dtype))
     values = buffer["v"].at[:, self.layer].set(v.astype(buffer["v"].dtype))
-    mask = depth_attn.depth_mask(self.layer, self.depth, include_input=False, include_current=True)
-    att, weights = depth_attn.pooled_depth_attention(q, keys.astype(q.dtype), values.astype(q.dtype), mask,
-                                                     num_heads=heads)
+    sl = depth_attn.readable_slots(self.layer, self.depth, include_input=False, include_current=True)
+    att, weights = depth_attn.pooled_depth_attention(q, keys[:, sl].astype(q.dtype), values[:, sl].astype(q.dtype),
+                                                     jnp.ones((sl.stop - sl.start,), bool), num_heads=heads)
+    weights = depth_attn.pad_depth(weights, sl, self.depth)
     self.sow("intermediates", "depth_weights", weights)
     x = o + self._dp(self._act(self._norm(att.astype(o.dtype), train)), train)
     return x, {"prev": x, "k": keys, "v": values}, weights
@@ -363,6 +427,7 @@ class MRLALightMixer(_Mixer):
      x_t = o_t + \mathrm{DP}\big(\mathrm{BN}(\lambda_t \odot x_{t-1} + \sigma(q_t \cdot k_t/\sqrt{d})\, v_t)\big)
   """
   dim_per_head: int = 32
+  value_conv: str = "shifted"   # as in MRLABaseMixer
 
   @nn.compact
   def __call__(self, h, buffer: Buffer, *, train: bool = False):
@@ -371,7 +436,7 @@ class MRLALightMixer(_Mixer):
     heads = _heads_for("mrla_light", c, self.dim_per_head)
     prev = buffer["prev"]
     o = self._act(h + prev)
-    q, k, v = _MRLAProjections(dtype=self.dtype, name="mrla")(o)
+    q, k, v = _MRLAProjections(self._value_conv(), dtype=self.dtype, name="mrla")(o)
     lam = self.param("lambda", nn.initializers.normal(1.0), (c,))
     out, gates = depth_attn.mrla_light_step(prev.astype(q.dtype), q, k, v.astype(q.dtype), lam, num_heads=heads)
     self.sow("intermediates", "gates", gates)

@@ -94,6 +94,21 @@ class PerTokenTest(chex.TestCase):
     np.testing.assert_allclose(w, want_w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
 
+  def test_equals_dot_product_attention_with_layers_as_keys(self):
+    from aila_jax.attention import dot_product_attention
+    rng = np.random.default_rng(7)
+    b, t, hh, ww, d, n = 2, 4, 3, 2, 8, 2  # image-shaped positions
+    q = jnp.asarray(rng.normal(size=(b, hh, ww, d)), jnp.float32)
+    k, v = (jnp.asarray(rng.normal(size=(b, t, hh, ww, d)), jnp.float32) for _ in range(2))
+    mask = da.depth_mask(3, t)
+    out, w = da.per_token_depth_attention(q, k, v, mask, num_heads=n)
+    flat = lambda a: jnp.moveaxis(a, 1, 3).reshape(b * hh * ww, t, n, d // n)  # (BP, T, N, d)
+    want, want_w = dot_product_attention(q.reshape(b * hh * ww, 1, n, d // n), flat(k), flat(v),
+                                         mask=mask[None, None, None, :], return_weights=True,
+                                         implementation="xla")
+    np.testing.assert_allclose(out, want.reshape(q.shape), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(w, want_w.reshape(b, hh, ww, n, t), rtol=1e-5, atol=1e-6)
+
   def test_masked_layers_do_not_matter(self):
     rng = np.random.default_rng(1)
     q, k, v = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((2, 4, 8), (2, 3, 4, 8), (2, 3, 4, 8)))

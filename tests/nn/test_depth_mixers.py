@@ -1,6 +1,7 @@
 """Depth mixers (aila_jax.nn.depth): the one interface, each mixer's formula, causality, errors."""
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -175,3 +176,36 @@ def test_errors():
     _run("aila1", 2, jnp.ones((B, P, D)), buf, normalization="max")
   with pytest.raises(ConfigError, match="config.model.mixer_kwargs.pooling"):
     _run("aila2", 2, jnp.ones((B, P, D)), _buffer("aila2", rng, 2), pooling="max")
+  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.value_conv: expected 'shifted' or 'conv'"):
+    _run("mrla_light", 1, jnp.ones((B, P, D)), _buffer("mrla_light", rng, 1), dim_per_head=4, value_conv="fft")
+
+
+@pytest.mark.parametrize("spatial,k", [((5, 6), (3, 3)), ((7,), (3,)), ((4, 5), (5, 3))])
+def test_depthwise_conv_same_equals_grouped_conv(spatial, k):
+  rng = np.random.default_rng(9)
+  c = 6
+  x = jnp.asarray(rng.normal(size=(2,) + spatial + (c,)), jnp.float32)
+  conv = nn.Conv(c, k, padding="SAME", feature_group_count=c, use_bias=False)
+  variables = conv.init(jax.random.PRNGKey(0), x)
+  want = conv.apply(variables, x)
+  got = dn.depthwise_conv_same(x, variables["params"]["kernel"])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match=r"expected x \[B, \*spatial, C\] and a kernel \[\*k, 1, C\]"):
+    dn.depthwise_conv_same(x, jnp.ones((2,) * len(spatial) + (1, c)))
+
+
+@pytest.mark.parametrize("name", ["mrla_base", "mrla_light"])
+def test_mrla_value_conv_implementations_agree(name):
+  """'shifted' and 'conv' compute the same value projection from the same parameter tree (images)."""
+  rng = np.random.default_rng(10)
+  x0 = jnp.asarray(rng.normal(size=(B, 4, 5, D)), jnp.float32)
+  h = jnp.asarray(rng.normal(size=(B, 4, 5, D)), jnp.float32)
+  buf = dn.mixer_class(name).init_buffer(x0, T)
+  outs, trees = [], []
+  for impl in ("shifted", "conv"):
+    mixer = dn.make_mixer(name, layer=1, depth=T, dim_per_head=4, value_conv=impl)
+    variables = mixer.init(jax.random.PRNGKey(0), h, buf)
+    trees.append(jax.tree_util.tree_map(jnp.shape, variables))
+    outs.append(mixer.apply(variables, h, buf, mutable=["batch_stats"])[0][0])
+  assert trees[0] == trees[1]
+  np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
