@@ -6,7 +6,9 @@ backward, update, BatchNorm statistics) of ``cifar_resnet`` on a batch of
 random 32x32x3 images, bf16 compute with float32 parameters. Time = median over
 repetitions of the mean of a loop of steps, after warm-up and compilation,
 synchronised with ``block_until_ready``. The ratio column is step time /
-residual step time at the same depth (the issue's target: <= 1.10).
+residual step time at the same depth (the issue's target: <= 1.10). ``--mixers``
+takes ``;``-separated specs with options (``"residual;mrla_light:value_conv=conv"``),
+the first one the baseline of the ratios.
 
 The peer, in the same process: a plain PyTorch CIFAR ResNet of the same
 depth (BasicBlocks, projection shortcuts, written here from He et al. 2016),
@@ -64,8 +66,20 @@ def time_fn(step, state, reps, loop):
   return statistics.median(times)
 
 
-def bench_mixer(mixer, depth, batch, reps, loop, dtype):
-  model = models.get_model("cifar_resnet", num_classes=10, depth=depth, mixer=mixer, dtype=dtype)
+def parse_mixer(spec):
+  """'mrla_light:value_conv=conv,dim_per_head=16' -> ('mrla_light', {'value_conv': 'conv', 'dim_per_head': 16})."""
+  name, _, opts = spec.partition(":")
+  kwargs = {}
+  for item in filter(None, opts.split(",")):
+    key, _, value = item.partition("=")
+    kwargs[key] = int(value) if value.lstrip("-").isdigit() else value
+  return name, kwargs
+
+
+def bench_mixer(spec, depth, batch, reps, loop, dtype):
+  mixer, mixer_kwargs = parse_mixer(spec)
+  model = models.get_model("cifar_resnet", num_classes=10, depth=depth, mixer=mixer, mixer_kwargs=mixer_kwargs,
+                           dtype=dtype)
   rng = jax.random.PRNGKey(0)
   x = jax.random.normal(rng, (batch, 32, 32, 3), jnp.float32)
   y = jax.random.randint(rng, (batch,), 0, 10)
@@ -91,7 +105,7 @@ def bench_mixer(mixer, depth, batch, reps, loop, dtype):
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t0
   sec = time_fn(step, state, reps, loop)
-  return {"mixer": mixer, "depth": depth, "params": param_count(params), "step_ms": sec * 1e3,
+  return {"mixer": spec, "depth": depth, "params": param_count(params), "step_ms": sec * 1e3,
           "images_per_s": batch / sec, "compile_s": compile_s}
 
 
@@ -161,6 +175,9 @@ def main():
   ap.add_argument("--reps", type=int, default=5)
   ap.add_argument("--loop", type=int, default=20)
   ap.add_argument("--dtype", default="bfloat16")
+  ap.add_argument("--mixers", default=";".join(MIXERS),
+                  help="';'-separated mixer specs, the first the baseline (name or name:key=value,...)")
+  ap.add_argument("--tag", default="", help="suffix of the JSON file name")
   ap.add_argument("--quick", action="store_true")
   args = ap.parse_args()
   if args.quick:
@@ -170,9 +187,9 @@ def main():
   rows = []
   for depth in (int(d) for d in args.depths.split(",")):
     base = None
-    for mixer in MIXERS:
+    for i, mixer in enumerate(args.mixers.split(";")):
       r = bench_mixer(mixer, depth, args.batch, args.reps, args.loop, dtype)
-      base = r["step_ms"] if mixer == "residual" else base
+      base = r["step_ms"] if i == 0 else base
       r["ratio_vs_residual"] = r["step_ms"] / base
       rows.append(r)
       print(f"depth {depth:3d} {mixer:12s} {r['params']:>9,d} params  {r['step_ms']:8.3f} ms/step  "
@@ -190,8 +207,9 @@ def main():
   if not args.quick:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"depth_{name}.json").write_text(json.dumps(result, indent=2))
-    print("wrote", out / f"depth_{name}.json")
+    fname = f"depth_{name}{'_' + args.tag if args.tag else ''}.json"
+    (out / fname).write_text(json.dumps(result, indent=2))
+    print("wrote", out / fname)
   return result
 
 
