@@ -18,7 +18,8 @@ as ``torch_residual`` with its ratio to our residual step.
   python3 bench/depth.py --out bench/results            # on a GPU
   python3 bench/depth.py --quick                        # smoke test (CPU)
 
-Writes ``depth_<device>.json`` into ``--out``.
+Writes ``depth_<device>[_<tag>].json`` into ``--out``, rewritten after every row
+(``complete`` turns true at the end), so a run stopped early keeps its rows.
 """
 
 from __future__ import annotations
@@ -184,32 +185,37 @@ def main():
     args.depths, args.batch, args.reps, args.loop = "8", 4, 2, 2
   dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[args.dtype]
   device = jax.devices()[0]
-  rows = []
+  name = re.sub(r"[^A-Za-z0-9_.-]+", "-", getattr(device, "device_kind", device.platform))
+  result = {"device": getattr(device, "device_kind", device.platform), "jax": jax.__version__,
+            "torch": getattr(torch, "__version__", None), "batch": args.batch, "dtype": args.dtype,
+            "complete": False, "rows": []}
+  path = pathlib.Path(args.out) / f"depth_{name}{'_' + args.tag if args.tag else ''}.json"
+
+  def add(row):  # the JSON is rewritten after every row: a run cut short keeps what it measured
+    result["rows"].append(row)
+    if not args.quick:
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_text(json.dumps(result, indent=2))
+
   for depth in (int(d) for d in args.depths.split(",")):
     base = None
     for i, mixer in enumerate(args.mixers.split(";")):
       r = bench_mixer(mixer, depth, args.batch, args.reps, args.loop, dtype)
       base = r["step_ms"] if i == 0 else base
       r["ratio_vs_residual"] = r["step_ms"] / base
-      rows.append(r)
+      add(r)
       print(f"depth {depth:3d} {mixer:12s} {r['params']:>9,d} params  {r['step_ms']:8.3f} ms/step  "
             f"x{r['ratio_vs_residual']:.3f}  (compile {r['compile_s']:.1f} s)", flush=True)
     if torch is not None and torch.cuda.is_available() and not args.quick:
       r = bench_torch(depth, args.batch, args.reps, args.loop)
       r["ratio_vs_residual"] = r["step_ms"] / base
-      rows.append(r)
+      add(r)
       print(f"depth {depth:3d} {'torch_resid.':12s} {r['params']:>9,d} params  {r['step_ms']:8.3f} ms/step  "
             f"x{r['ratio_vs_residual']:.3f} (ours residual = 1)", flush=True)
-  name = re.sub(r"[^A-Za-z0-9_.-]+", "-", getattr(device, "device_kind", device.platform))
-  result = {"device": getattr(device, "device_kind", device.platform), "jax": jax.__version__,
-            "torch": getattr(torch, "__version__", None), "batch": args.batch, "dtype": args.dtype,
-            "rows": rows}
+  result["complete"] = True
   if not args.quick:
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fname = f"depth_{name}{'_' + args.tag if args.tag else ''}.json"
-    (out / fname).write_text(json.dumps(result, indent=2))
-    print("wrote", out / fname)
+    path.write_text(json.dumps(result, indent=2))
+    print("wrote", path)
   return result
 
 
