@@ -39,7 +39,8 @@ layers,
 for each head :math:`n` (a slice of the channels). ``per_token`` attention
 computes one distribution per position (token or pixel), the function
 :func:`aila_jax.attention.dot_product_attention` computes with the layers as
-the key axis (:func:`per_token_depth_attention`); ``pooled`` attention computes one distribution per example from
+the key axis (:func:`per_token_depth_attention`); ``pooled`` attention
+computes one distribution per example from
 globally averaged features (:func:`pooled_depth_attention`) and applies it to
 every position.
 
@@ -83,6 +84,18 @@ __all__ = [
 NORMALIZATIONS = ("softmax", "sum", "l1", "none")
 
 
+def _check_index(fn: str, index: int, depth: int, include_current: bool) -> None:
+  if not 1 <= index <= depth - int(include_current):
+    raise ValueError(f"{fn}: layer index {index} outside [1, {depth - int(include_current)}] "
+                     f"for a depth buffer of {depth} slots")
+
+
+def _masked_softmax(logits: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
+  """Softmax over ``axis`` restricted to ``mask`` (broadcastable to ``logits``); exactly 0 elsewhere."""
+  weights = jax.nn.softmax(jnp.where(mask, logits, -jnp.inf), axis=axis)
+  return jnp.where(mask, weights, jnp.zeros((), weights.dtype))
+
+
 def depth_mask(index, depth: int, *, include_input: bool = True, include_current: bool = False) -> jax.Array:
   r"""Boolean ``[depth]`` mask of the slots layer ``index`` may read.
 
@@ -102,9 +115,8 @@ def depth_mask(index, depth: int, *, include_input: bool = True, include_current
   >>> depth_mask(2, 5, include_input=False, include_current=True).tolist()
   [False, True, True, False, False]
   """
-  if isinstance(index, int) and not 1 <= index <= depth - int(include_current):
-    raise ValueError(f"depth_mask: layer index {index} outside [1, {depth - int(include_current)}] "
-                     f"for a depth buffer of {depth} slots")
+  if isinstance(index, int):
+    _check_index("depth_mask", index, depth, include_current)
   slots = jnp.arange(depth)
   hi = index + (1 if include_current else 0)
   lo = 0 if include_input else 1
@@ -125,7 +137,7 @@ def readable_slots(index: int, depth: int, *, include_input: bool = True,
   >>> readable_slots(2, 5, include_input=False, include_current=True)
   slice(1, 3, None)
   """
-  depth_mask(index, depth, include_input=include_input, include_current=include_current)  # range check
+  _check_index("readable_slots", index, depth, include_current)
   return slice(0 if include_input else 1, index + (1 if include_current else 0))
 
 
@@ -164,11 +176,9 @@ def normalize_depth_weights(logits: jax.Array, mask: jax.Array, normalization: s
   if mask.shape != logits.shape[-1:]:
     raise ValueError(f"normalize_depth_weights: mask shape {mask.shape} does not match the depth "
                      f"axis of logits {logits.shape} (expected ({logits.shape[-1]},))")
-  zero = jnp.zeros((), logits.dtype)
   if normalization == "softmax":
-    masked = jnp.where(mask, logits, -jnp.inf)
-    return jnp.where(mask, jax.nn.softmax(masked, axis=-1), zero)
-  w = jnp.where(mask, logits, zero)
+    return _masked_softmax(logits, mask, axis=-1)
+  w = jnp.where(mask, logits, jnp.zeros((), logits.dtype))
   if normalization == "sum":
     return w / jnp.sum(w, axis=-1, keepdims=True)
   if normalization == "l1":
@@ -218,10 +228,10 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Arr
 
   This is :func:`aila_jax.attention.dot_product_attention` with batch
   ``B * P``, one query and the ``T`` layers as keys (the tests check the two
-  agree), written as broadcast products and sums over the head and depth axes:
-  with one query and a handful of keys per position there is no matrix
-  product to hand to a kernel, and the arrays stay in their ``[B, T, *P, D]``
-  layout (no transposes), so XLA fuses the whole mix into a few loops.
+  agree), written as broadcast products and sums over the head and depth
+  axes on the ``[B, T, *P, D]`` layout: one query against a handful of keys
+  per position is a reduction, not a matrix product, and this form needs no
+  transpose into a ``[B * P, T, ...]`` batch.
 
   Args:
     query: ``[B, *positions, D]``.
@@ -245,9 +255,7 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Arr
   k = _split_heads(keys, num_heads, "keys").astype(jnp.float32)  # (B, T, *P, N, d)
   v = _split_heads(values, num_heads, "values")  # (B, T, *P, N, d)
   logits = jnp.sum(q[:, None] * k, axis=-1) / math.sqrt(d // num_heads)  # (B, T, *P, N)
-  tmask = mask.reshape((1, t) + (1,) * (logits.ndim - 2))
-  logits = jnp.where(tmask, logits, -jnp.inf)
-  weights = jnp.where(tmask, jax.nn.softmax(logits, axis=1), 0.0)  # (B, T, *P, N)
+  weights = _masked_softmax(logits, mask.reshape((1, t) + (1,) * (logits.ndim - 2)), axis=1)  # (B, T, *P, N)
   out = jnp.sum(weights.astype(v.dtype)[..., None] * v, axis=1)  # (B, *P, N, d)
   out = out.reshape(query.shape)
   return out, jnp.moveaxis(weights, 1, -1)  # (B, *P, N, T)
@@ -286,8 +294,7 @@ def pooled_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Array,
   k = _split_heads(keys, num_heads, "keys").astype(jnp.float32)  # (B, T, N, d)
   scale = 1.0 / math.sqrt(c // num_heads) if scale is None else scale
   logits = jnp.einsum("bnd,btnd->bnt", q, k) * scale
-  logits = jnp.where(mask[None, None, :], logits, -jnp.inf)
-  weights = jnp.where(mask[None, None, :], jax.nn.softmax(logits, axis=-1), 0.0)  # (B, N, T)
+  weights = _masked_softmax(logits, mask[None, None, :], axis=-1)  # (B, N, T)
   v = _split_heads(values, num_heads, "values")  # (B, T, *P, N, d)
   out = jnp.einsum("bnt,bt...nd->b...nd", weights.astype(values.dtype), v)
   return out.reshape(out.shape[:-2] + (c,)), weights

@@ -175,12 +175,6 @@ class _Mixer(nn.Module):
       return nn.LayerNorm(dtype=self.dtype, name="norm")(x)
     return x
 
-  def _value_conv(self):
-    impl = getattr(self, "value_conv", "shifted")
-    if impl not in ("shifted", "conv"):
-      raise ConfigError(f"config.model.mixer_kwargs.value_conv: expected 'shifted' or 'conv', got {impl!r}")
-    return impl
-
   def _dp(self, x, train):
     return drop_path(self, x, self.drop_path, train=train)
 
@@ -358,10 +352,10 @@ class _DepthwiseConv(nn.Module):
     x = x.astype(self.dtype)
     if self.impl == "shifted":
       return depthwise_conv_same(x, kernel.astype(self.dtype))
-    return jax.lax.conv_general_dilated(
-        x, kernel.astype(self.dtype), (1,) * len(self.kernel_size), "SAME", feature_group_count=c,
-        dimension_numbers=jax.lax.conv_dimension_numbers(x.shape, kernel.shape, ("NHWC", "HWIO", "NHWC")
-                                                         if len(self.kernel_size) == 2 else ("NWC", "WIO", "NWC")))
+    sp = "HWD"[:len(self.kernel_size)]  # channels-last, like nn.Conv
+    return jax.lax.conv_general_dilated(x, kernel.astype(self.dtype), (1,) * len(self.kernel_size), "SAME",
+                                        dimension_numbers=(f"N{sp}C", f"{sp}IO", f"N{sp}C"),
+                                        feature_group_count=c)
 
 
 class _MRLAProjections(nn.Module):
@@ -371,6 +365,9 @@ class _MRLAProjections(nn.Module):
 
   @nn.compact
   def __call__(self, o):
+    if self.value_conv not in ("shifted", "conv"):
+      raise ConfigError(f"config.model.mixer_kwargs.value_conv: expected 'shifted' or 'conv', "
+                        f"got {self.value_conv!r}")
     c = o.shape[-1]
     pos_axes = tuple(range(1, o.ndim - 1))
     y = o.mean(pos_axes) if pos_axes else o  # (B, C) global average pooling
@@ -385,7 +382,15 @@ class _MRLAProjections(nn.Module):
     return q, k, v  # (B, C), (B, C), (B, *P, C)
 
 
-class MRLABaseMixer(_Mixer):
+class _MRLAMixer(_Mixer):
+  """Fields and projections shared by the two MRLA mixers."""
+  value_conv: str = "shifted"   # the value's depthwise conv: 'shifted' (fused shifted sums) or 'conv'
+
+  def _projections(self, o):
+    return _MRLAProjections(self.value_conv, dtype=self.dtype, name="mrla")(o)
+
+
+class MRLABaseMixer(_MRLAMixer):
   r"""MRLA-base (Fang et al. 2023, eq. 6): softmax attention over the stage's cached keys and values.
 
   .. math:: o_t = \phi(h_t + x_{t-1}), \quad
@@ -393,7 +398,6 @@ class MRLABaseMixer(_Mixer):
        \mathrm{softmax}_i(q_t \cdot k_i / \sqrt{d})\, v_i\big)\big)\Big)
   """
   dim_per_head: int = 16
-  value_conv: str = "shifted"   # the value's depthwise conv: 'shifted' (fused shifted sums) or 'conv'
 
   @classmethod
   def init_buffer(cls, x0, depth):
@@ -408,7 +412,7 @@ class MRLABaseMixer(_Mixer):
       raise ConfigError(f"config.model.mixer: mrla_base at layer {self.layer} with a cache of {self.depth} slots")
     heads = _heads_for("mrla_base", h.shape[-1], self.dim_per_head)
     o = self._act(h + buffer["prev"])
-    q, k, v = _MRLAProjections(self._value_conv(), dtype=self.dtype, name="mrla")(o)
+    q, k, v = self._projections(o)
     keys = buffer["k"].at[:, self.layer].set(k.astype(buffer["k"].dtype))
     values = buffer["v"].at[:, self.layer].set(v.astype(buffer["v"].dtype))
     sl = depth_attn.readable_slots(self.layer, self.depth, include_input=False, include_current=True)
@@ -420,14 +424,13 @@ class MRLABaseMixer(_Mixer):
     return x, {"prev": x, "k": keys, "v": values}, weights
 
 
-class MRLALightMixer(_Mixer):
+class MRLALightMixer(_MRLAMixer):
   r"""MRLA-light (Fang et al. 2023, eq. 8): a sigmoid-gated recurrence over depth.
 
   .. math:: o_t = \phi(h_t + x_{t-1}), \quad
      x_t = o_t + \mathrm{DP}\big(\mathrm{BN}(\lambda_t \odot x_{t-1} + \sigma(q_t \cdot k_t/\sqrt{d})\, v_t)\big)
   """
   dim_per_head: int = 32
-  value_conv: str = "shifted"   # as in MRLABaseMixer
 
   @nn.compact
   def __call__(self, h, buffer: Buffer, *, train: bool = False):
@@ -436,7 +439,7 @@ class MRLALightMixer(_Mixer):
     heads = _heads_for("mrla_light", c, self.dim_per_head)
     prev = buffer["prev"]
     o = self._act(h + prev)
-    q, k, v = _MRLAProjections(self._value_conv(), dtype=self.dtype, name="mrla")(o)
+    q, k, v = self._projections(o)
     lam = self.param("lambda", nn.initializers.normal(1.0), (c,))
     out, gates = depth_attn.mrla_light_step(prev.astype(q.dtype), q, k, v.astype(q.dtype), lam, num_heads=heads)
     self.sow("intermediates", "gates", gates)
