@@ -22,7 +22,10 @@ r"""Short real-data runs of the depth mixers (issue 4): CIFAR-10 ResNets and dai
   the CPU.
 
 Runs stop being started once ``--budget_s`` seconds have passed (what ran is
-written). Results: ``depth_train.json`` in ``--out``.
+written). Results: ``depth_train[_<tag>].json`` in ``--out``. ``--set key=value``
+overrides fields of the CIFAR config (``worker_count=2``, ``model.drop_path=0.1``);
+several processes, one mixer and seed each, can share a GPU (compare their
+accuracies; their wall-clocks only with runs that shared it the same way).
 
   AILA_DATA_DIR=../shared/data python3 bench/depth_train.py --out /tmp/depth_train
   AILA_DATA_DIR=../shared/data python3 bench/depth_train.py --skip cifar --price_jobs 8   # prices only
@@ -47,6 +50,7 @@ import jax  # noqa: E402
 
 from aila_jax.data import prices as prices_lib  # noqa: E402
 from aila_jax.tasks.forecasting import add_derived, select_by_val  # noqa: E402
+from aila_jax.train import config_check  # noqa: E402
 from aila_jax.train import train_and_evaluate  # noqa: E402
 from aila_jax.train.metrics import read_metrics  # noqa: E402
 from configs import cifar10_resnet_short, prices_aila, prices_lstm  # noqa: E402
@@ -76,6 +80,9 @@ def main():
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--budget_s", type=float, default=500)
   ap.add_argument("--skip", default="", help="'cifar' or 'prices' to skip a part")
+  ap.add_argument("--set", action="append", default=[],
+                  help="key=value override of the CIFAR config (repeatable), e.g. worker_count=2")
+  ap.add_argument("--tag", default="", help="suffix of the JSON file name (depth_train_<tag>.json)")
   args = ap.parse_args()
   start = time.perf_counter()
   deadline = time.time() + args.budget_s
@@ -85,9 +92,11 @@ def main():
   result = {"device": jax.devices()[0].device_kind, "seed": args.seed, "cifar": [], "prices": [],
             "prices_summary": [], "args": vars(args)}
 
+  json_path = out / f"depth_train{'_' + args.tag if args.tag else ''}.json"
+
   def save():
     result["total_s"] = time.perf_counter() - start
-    (out / "depth_train.json").write_text(json.dumps(result, indent=2))
+    json_path.write_text(json.dumps(result, indent=2))
 
   def over_budget():
     return time.perf_counter() - start > args.budget_s
@@ -108,11 +117,14 @@ def main():
       config.seed = args.seed
       config.model.depth = args.depth
       config.model.mixer = mixer
+      for item in args.set:
+        config_check.apply_override(config, item)
       t = time.perf_counter()
       r = train_and_evaluate(config, work / f"cifar_{mixer}")
       wall = time.perf_counter() - t
       params = _params_from_log(work / f"cifar_{mixer}")
-      row = {"mixer": mixer, "depth": args.depth, "epochs": args.epochs, "steps": r["step"],
+      row = {"mixer": mixer, "depth": args.depth, "epochs": args.epochs, "seed": args.seed,
+             "overrides": args.set, "steps": r["step"],
              "test_accuracy": r["eval/accuracy"], "test_loss": r["eval/loss"],
              "train_seconds": r["train_seconds"], "wall_seconds": wall, "params": params}
       result["cifar"].append(row)
@@ -153,7 +165,7 @@ def main():
     result["prices_summary"] = summarize(result["prices"])
     print_summary(result["prices_summary"], result["prices_seconds"])
   save()
-  print(f"done in {time.perf_counter() - start:.1f} s; wrote {out / 'depth_train.json'}", flush=True)
+  print(f"done in {time.perf_counter() - start:.1f} s; wrote {json_path}", flush=True)
 
 
 def _price_setup() -> dict:
