@@ -21,8 +21,9 @@ and the estimators live in :mod:`aila_jax.stochastic`.
   :math:`p(a_t \mid a_{<t}, x) = \mathcal N(a_t;\ \tanh(W h_{t-1} + b),\ \sigma^2 I)`,
   :math:`\sigma` fixed (the paper) or learned;
 * :class:`InferenceNetwork`: WS-RAM's proposal
-  :math:`q(a_t \mid a_{<t}, y, x) = \mathcal N(a_t;\ \mu_q(h_{t-1}, y),\ \sigma_q(h_{t-1}, y)^2 I)`,
-  a learned residual on the prior;
+  :math:`q(a_t \mid a_{<t}, y, x) = \mathcal N(a_t;\ \mu_q(h_{t-1}, y[, x]),\ \sigma_q(h_{t-1}, y[, x])^2 I)`,
+  a learned residual on the prior, optionally reading a code of the whole image
+  (:class:`ImageCode`);
 * :class:`ClassifierHead` :math:`p(y \mid a, x) = \mathrm{softmax}(W h_T + b)`;
 * :class:`BaselineNetwork`: the learned baseline :math:`b_t = w^\top h_{t-1} + c` of REINFORCE.
 
@@ -49,6 +50,7 @@ __all__ = [
     "CoreRNN",
     "Gaussian",
     "GlimpseNetwork",
+    "ImageCode",
     "InferenceNetwork",
     "LocationNetwork",
     "gaussian_log_prob",
@@ -163,6 +165,29 @@ class LocationNetwork(nn.Module):
     return Gaussian(jnp.tanh(z), jnp.broadcast_to(log_std, z.shape), z)
 
 
+class ImageCode(nn.Module):
+  r"""A code of the whole image for the inference network: :math:`c = \mathrm{ReLU}(W_c\, \mathrm{pool}(x) + b_c)`.
+
+  :math:`\mathrm{pool}` averages non-overlapping ``f x f`` blocks, with
+  :math:`f = \lceil \max(H, W) / \text{side} \rceil` (zero padding at the
+  bottom/right edge), so a 28x28 image becomes 14x14, a 60x60 one 12x12 and a 100x100 one 13x13 with
+  ``side=14``; the pooled pixels are flattened. Only :math:`q`, which is used
+  in training alone, reads it: the prior and the classifier still see the
+  image through their glimpses only.
+  """
+  features: int = 256
+  side: int = 14
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    _, height, width, _ = images.shape
+    f = max(1, -(-max(height, width) // self.side))
+    x = nn.avg_pool(images.astype(jnp.float32), (f, f), strides=(f, f), padding="SAME")  # (B, H/f, W/f, C)
+    x = x.reshape((x.shape[0], -1)).astype(self.dtype)
+    return nn.relu(nn.Dense(self.features, dtype=self.dtype, name="code")(x))  # (B, U)
+
+
 class InferenceNetwork(nn.Module):
   r"""WS-RAM's inference network :math:`q(a_t \mid a_{<t}, y, x)`, a residual on the prior.
 
@@ -182,22 +207,34 @@ class InferenceNetwork(nn.Module):
   with :math:`W_\mu, b_\mu, W_\sigma, b_\sigma` initialised at zero, so that
   :math:`q` starts equal to the prior (all importance weights then equal
   :math:`p(y \mid a_k, x)` up to a constant, and the effective sample size
-  starts high) and learns where the label should move the glimpses.
+  starts high) and learns where the label should move the glimpses. With an
+  image code :math:`c` (:class:`ImageCode`, ``model.inference_input='image'``)
+  the hidden layer is :math:`u = \mathrm{ReLU}(W_u\,\mathrm{sg}(h_{t-1}) + E_y + W_c' c + b_u)`:
+  :math:`q` can then look where the prior has not yet looked.
+  ``init_log_std_offset`` is added to :math:`b_\sigma` at initialisation
+  (0: :math:`q = p`; e.g. :math:`\log 2`: :math:`q` starts twice as wide).
   """
   num_classes: int
   hidden: int = 256
   min_std: float = 1e-3
   max_std: float = 1.0
+  init_log_std_offset: float = 0.0
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, h: jax.Array, labels: jax.Array, prior: Gaussian) -> Gaussian:
+  def __call__(self, h: jax.Array, labels: jax.Array, prior: Gaussian,
+               image_code: jax.Array | None = None) -> Gaussian:
     h = jax.lax.stop_gradient(h)
     e = nn.Embed(self.num_classes, self.hidden, dtype=self.dtype, name="label_embed")(labels)  # (B, U)
-    u = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(h) + e)  # (B, U)
+    pre = nn.Dense(self.hidden, dtype=self.dtype, name="hidden")(h) + e  # (B, U)
+    if image_code is not None:
+      pre = pre + nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="image")(image_code)
+    u = nn.relu(pre)
     zeros = nn.initializers.zeros
+    offset = self.init_log_std_offset
     dz = nn.Dense(2, dtype=self.dtype, kernel_init=zeros, name="mean")(u).astype(jnp.float32)
-    ds = nn.Dense(2, dtype=self.dtype, kernel_init=zeros, name="log_std")(u).astype(jnp.float32)
+    ds = nn.Dense(2, dtype=self.dtype, kernel_init=zeros, name="log_std",
+                  bias_init=lambda key, shape, dtype: jnp.full(shape, offset, dtype))(u).astype(jnp.float32)
     z = jax.lax.stop_gradient(prior.preactivation) + dz  # (B, 2)
     log_std = jnp.clip(jax.lax.stop_gradient(prior.log_std) + ds, math.log(self.min_std),
                        math.log(self.max_std))

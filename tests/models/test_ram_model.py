@@ -66,6 +66,32 @@ def test_inference_network_starts_equal_to_prior():
   chex.assert_trees_all_close(inter["log_proposal"], inter["log_prior"], rtol=1e-5)
 
 
+def test_inference_network_wider_start_and_image_code():
+  model, v, x, y = _init("wsram", inference_std_scale=2.0, inference_input="image")
+  assert "inference_image" in v["params"]["trajectory"]
+  _, inter = model.apply(v, x, y, sample="proposal", rngs={"glimpse": jax.random.PRNGKey(0)})
+  # q starts at the prior's mean with twice its standard deviation
+  want = ram_nn.gaussian_log_prob(inter["samples"], inter["prior_mean"], jnp.log(2 * 0.1))
+  chex.assert_trees_all_close(inter["log_proposal"], want, rtol=1e-5)
+  chex.assert_trees_all_close(inter["proposal_mean"], inter["prior_mean"], atol=1e-6)
+  # q's mean reads the image code once its output layer is non-zero
+  h, labels = jnp.ones((2, 16)), jnp.array([1, 2])
+  prior = ram_nn.Gaussian(jnp.zeros((2, 2)), jnp.full((2, 2), jnp.log(0.1)), jnp.zeros((2, 2)))
+  q = ram_nn.InferenceNetwork(num_classes=10, hidden=8)
+  qv = q.init(jax.random.PRNGKey(0), h, labels, prior, jnp.ones((2, 8)))
+  qv = jax.tree_util.tree_map(lambda a: a, qv)
+  qv["params"]["mean"]["kernel"] = jnp.ones_like(qv["params"]["mean"]["kernel"])
+  m1 = q.apply(qv, h, labels, prior, jnp.zeros((2, 8))).mean
+  m2 = q.apply(qv, h, labels, prior, 3.0 * jnp.ones((2, 8))).mean
+  assert float(jnp.abs(m1 - m2).max()) > 1e-3
+  # the image code average-pools to at most 14 pixels a side: 60x60 -> 12x12 blocks of 5x5
+  code = ram_nn.ImageCode(features=5)
+  cv = code.init(jax.random.PRNGKey(0), jnp.zeros((1, 60, 60, 1)))
+  chex.assert_shape(cv["params"]["code"]["kernel"], (12 * 12, 5))
+  _, hv, _, _ = _init("wsram")
+  assert "inference_image" not in hv["params"]["trajectory"]
+
+
 def test_lstm_core():
   model, v, x, _ = _init("ram", cell="lstm")
   chex.assert_shape(model.apply(v, x)[0], (3, 10))
@@ -79,7 +105,8 @@ def test_gaussian_log_prob_matches_scipy_formula():
 
 
 @pytest.mark.parametrize("key,value", [("glimpse_size", 0), ("num_scales", 0), ("num_scales", -1),
-                                       ("num_glimpses", 0), ("std", 0.0), ("cell", "gru")])
+                                       ("num_glimpses", 0), ("std", 0.0), ("cell", "gru"),
+                                       ("inference_input", "pixels"), ("inference_std_scale", 0.0)])
 def test_bad_config(key, value):
   with pytest.raises(ConfigError, match=f"config.model.{key}"):
     models.get_model("ram", num_classes=10, **{key: value})
