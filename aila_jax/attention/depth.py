@@ -5,14 +5,29 @@ Pure functions on arrays (no parameters) for the depth mixers of
 arXiv 2503.22742) and MRLA-base / MRLA-light (Fang et al., "Cross-Layer
 Retrospective Retrieving via Layer Attention", ICLR 2023).
 
-**The padded depth buffer.** Earlier layers' representations are held in one
-array ``buffer`` of static shape ``[batch, T, *feature]`` (``T`` = the
-largest number of layers a stage holds, slot ``0`` = the stage's input
-embedding :math:`x_0`). Layer :math:`t` may read slots ``0 .. t-1`` (or
-``1 .. t`` for MRLA, whose cache also holds the current block); the rest is
-padding. :func:`depth_mask` turns ``(t, T)`` into a boolean mask, so every
-layer's computation has the same shapes under ``jax.jit`` (and ``t`` may be a
-traced integer, e.g. inside ``lax.scan``). Masked slots get exactly zero weight.
+**Depth buffers: per-slot sequences or one padded array.** Earlier layers'
+representations are numbered by *slot* (slot ``0`` = the stage's input
+embedding :math:`x_0`, slot ``i`` = layer :math:`i`'s output). Layer :math:`t`
+may read slots ``0 .. t-1`` (or ``1 .. t`` for MRLA, whose cache also holds the
+current block). The functions here take the readable layers in either form:
+
+* a **sequence** of per-slot arrays ``[x_i for i in V_t]``, each ``[B, *feature]``:
+  what the mixers of :mod:`aila_jax.nn.depth` use. Their backbones unroll
+  each stage in Python, so :math:`t` is static when tracing and the buffer is a
+  tuple that grows by one slot per layer (per-stage unrolling). Weighted sums
+  are Python sums :math:`\sum_i w_i x_i`, which XLA fuses into one loop
+  reading the :math:`|V_t|` inputs; only the small ``[..., |V_t|]`` logits of
+  the attentions are stacked (for the softmax over the slot axis). No layer
+  writes into, or differentiates through, a padded ``[B, T, ...]`` array.
+* one **padded array** ``[B, T, *feature]`` (``T`` = the largest number of
+  layers a stage holds) with a boolean mask: :func:`depth_mask` turns
+  ``(t, T)`` into the readable slots, so every layer's computation has the same
+  shapes under ``jax.jit`` and ``t`` may be a traced integer (e.g. inside
+  ``lax.scan``). Masked slots get exactly zero weight.
+
+Both forms compute the same function (the tests check it). Weights over depth
+are returned over the slots given; :func:`pad_depth` pads them back to all
+``T`` slots (the mixers sow and plot them that way).
 
 **AILA-1** (linear mixing). Layer :math:`t` holds one learned logit
 :math:`w_{t,i}` per slot and mixes
@@ -62,6 +77,7 @@ References:
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -128,9 +144,10 @@ def readable_slots(index: int, depth: int, *, include_input: bool = True,
   r"""The slots :func:`depth_mask` marks readable, as a ``slice`` (for a static layer index).
 
   Backbones that unroll their layers in Python know :math:`t` when tracing:
-  the mixers then read ``buffer[:, readable_slots(t, T)]`` alone instead of
-  masking the whole padded buffer, so layer :math:`t` touches :math:`|V_t|`
-  slots rather than :math:`T` (the same function: masked slots have zero weight).
+  the mixers hold their buffer as a tuple of per-slot arrays and read
+  ``buffer[readable_slots(t, T)]`` (a slice of the tuple) instead of masking
+  a whole padded buffer, so layer :math:`t` touches :math:`|V_t|` slots
+  rather than :math:`T` (the same function: masked slots have zero weight).
 
   >>> readable_slots(2, 5)
   slice(0, 2, None)
@@ -187,19 +204,47 @@ def normalize_depth_weights(logits: jax.Array, mask: jax.Array, normalization: s
   return w
 
 
-def mix_depth(weights: jax.Array, buffer: jax.Array) -> jax.Array:
-  r"""``sum_i weights[..., i] * buffer[:, i]``: the weighted sum of the buffered layers.
+def _is_sequence(x) -> bool:
+  return isinstance(x, (tuple, list))
+
+
+def _slot_weight(weights: jax.Array, i: int, like: jax.Array) -> jax.Array:
+  """``weights[..., i]`` cast to ``like.dtype``, with trailing axes to broadcast against ``like``."""
+  w = weights[..., i].astype(like.dtype)
+  return w.reshape(w.shape + (1,) * (like.ndim - w.ndim))
+
+
+def mix_depth(weights: jax.Array, buffer: jax.Array | Sequence[jax.Array]) -> jax.Array:
+  r"""``sum_i weights[..., i] * x_i``: the weighted sum of the buffered layers.
+
+  .. math:: m = \sum_{i=0}^{T-1} w_i\, x_i
 
   Args:
     weights: ``[T]`` (one mix for the batch) or ``[B, T]`` (one per example).
-    buffer: ``[B, T, *feature]``.
+    buffer: a sequence of ``T`` arrays ``[B, *feature]`` (a Python sum over
+      the slots, fused by XLA into one loop; what the mixers use) or one stacked
+      array ``[B, T, *feature]`` (an ``einsum`` over the depth axis).
 
   Returns:
     ``[B, *feature]``.
 
   >>> mix_depth(jnp.array([0.25, 0.75]), jnp.ones((2, 2, 3))).tolist()
   [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+  >>> mix_depth(jnp.array([0.25, 0.75]), (jnp.zeros((2, 3)), jnp.ones((2, 3)))).tolist()
+  [[0.75, 0.75, 0.75], [0.75, 0.75, 0.75]]
   """
+  if _is_sequence(buffer):
+    n = len(buffer)
+    if not n or weights.shape[-1] != n or weights.ndim > 2 or any(x.shape != buffer[0].shape for x in buffer) \
+        or (weights.ndim == 2 and weights.shape[0] != buffer[0].shape[0]):
+      raise ValueError(f"mix_depth: weights {weights.shape} and a buffer of {n} slots "
+                       f"{[tuple(x.shape) for x in buffer]} disagree (expected weights [T] or [B, T] and T "
+                       "slots [B, *feature] of one shape)")
+    out = None
+    for i, x in enumerate(buffer):
+      term = _slot_weight(weights, i, x) * x
+      out = term if out is None else out + term
+    return out
   if weights.shape[-1] != buffer.shape[1]:
     raise ValueError(f"mix_depth: weights {weights.shape} and buffer {buffer.shape} disagree on the "
                      "depth axis (weights[..., T] vs buffer[B, T, ...])")
@@ -214,7 +259,17 @@ def _split_heads(x: jax.Array, num_heads: int, name: str) -> jax.Array:
   return x.reshape(x.shape[:-1] + (num_heads, x.shape[-1] // num_heads))
 
 
-def per_token_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array, *,
+def _check_mask(fn: str, mask, t: int) -> jax.Array:
+  if mask is None:
+    return jnp.ones((t,), bool)
+  mask = jnp.asarray(mask)
+  if mask.shape != (t,):
+    raise ValueError(f"{fn}: mask {mask.shape} does not match the {t} layers given (expected ({t},))")
+  return mask
+
+
+def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Array],
+                              values: jax.Array | Sequence[jax.Array], mask: jax.Array | None = None, *,
                               num_heads: int) -> tuple[jax.Array, jax.Array]:
   r"""Multi-head attention over layers, one distribution per position.
 
@@ -229,39 +284,59 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Arr
   This is :func:`aila_jax.attention.dot_product_attention` with batch
   ``B * P``, one query and the ``T`` layers as keys (the tests check the two
   agree), written as broadcast products and sums over the head and depth
-  axes on the ``[B, T, *P, D]`` layout: one query against a handful of keys
-  per position is a reduction, not a matrix product, and this form needs no
-  transpose into a ``[B * P, T, ...]`` batch.
+  axes: one query against a handful of keys per position is a reduction, not
+  a matrix product, and needs no transpose into a ``[B * P, T, ...]`` batch.
+  With sequences of per-slot keys and values, the logits are computed per
+  slot, stacked into the small ``[B, *P, N, T]`` array for the softmax, and
+  the output is the Python sum :math:`\sum_i \alpha_i v_i` over the slots.
 
   Args:
     query: ``[B, *positions, D]``.
-    keys: ``[B, T, *positions, D]``.
-    values: ``[B, T, *positions, D]``.
-    mask: boolean ``[T]``, the readable slots (:func:`depth_mask`).
+    keys: ``T`` arrays ``[B, *positions, D]``, or one ``[B, T, *positions, D]``.
+    values: like ``keys``.
+    mask: boolean ``[T]``, the readable slots (:func:`depth_mask`); ``None``: all.
     num_heads: heads; must divide ``D``.
 
   Returns:
     ``(mixed [B, *positions, D], weights [B, *positions, heads, T])`` (weights float32).
   """
-  b, t = keys.shape[:2]
-  if keys.shape != values.shape or keys.shape[:1] + keys.shape[2:] != query.shape:
-    raise ValueError(f"per_token_depth_attention: expected query [B, *P, D] and keys/values [B, T, *P, D]; "
-                     f"got query {query.shape}, keys {keys.shape}, values {values.shape}")
-  if mask.shape != (t,):
-    raise ValueError(f"per_token_depth_attention: mask {mask.shape} does not match the {t} layers of keys "
-                     f"{keys.shape} (expected ({t},))")
+  fn = "per_token_depth_attention"
   d = query.shape[-1]
   q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, *P, N, d)
+  scale = 1.0 / math.sqrt(d // num_heads)
+  if _is_sequence(keys):
+    t = len(keys)
+    if not t or not _is_sequence(values) or len(values) != t \
+        or any(a.shape != query.shape for a in tuple(keys) + tuple(values)):
+      raise ValueError(f"{fn}: expected query [B, *P, D] and keys/values sequences of T arrays [B, *P, D]; got "
+                       f"query {query.shape}, keys {[tuple(a.shape) for a in keys]}, values "
+                       f"{[tuple(a.shape) for a in values] if _is_sequence(values) else values.shape}")
+    mask = _check_mask(fn, mask, t)
+    logits = jnp.stack([jnp.sum(q * _split_heads(k, num_heads, "keys").astype(jnp.float32), axis=-1)
+                        for k in keys], axis=-1) * scale  # (B, *P, N, T)
+    weights = _masked_softmax(logits, mask, axis=-1)  # (B, *P, N, T)
+    out = None
+    for i, v in enumerate(values):
+      v = _split_heads(v, num_heads, "values")  # (B, *P, N, d)
+      term = weights[..., i, None].astype(v.dtype) * v
+      out = term if out is None else out + term
+    return out.reshape(query.shape), weights
+  b, t = keys.shape[:2]
+  if keys.shape != values.shape or keys.shape[:1] + keys.shape[2:] != query.shape:
+    raise ValueError(f"{fn}: expected query [B, *P, D] and keys/values [B, T, *P, D]; "
+                     f"got query {query.shape}, keys {keys.shape}, values {values.shape}")
+  mask = _check_mask(fn, mask, t)
   k = _split_heads(keys, num_heads, "keys").astype(jnp.float32)  # (B, T, *P, N, d)
   v = _split_heads(values, num_heads, "values")  # (B, T, *P, N, d)
-  logits = jnp.sum(q[:, None] * k, axis=-1) / math.sqrt(d // num_heads)  # (B, T, *P, N)
+  logits = jnp.sum(q[:, None] * k, axis=-1) * scale  # (B, T, *P, N)
   weights = _masked_softmax(logits, mask.reshape((1, t) + (1,) * (logits.ndim - 2)), axis=1)  # (B, T, *P, N)
   out = jnp.sum(weights.astype(v.dtype)[..., None] * v, axis=1)  # (B, *P, N, d)
   out = out.reshape(query.shape)
   return out, jnp.moveaxis(weights, 1, -1)  # (B, *P, N, T)
 
 
-def pooled_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array, *,
+def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Array],
+                           values: jax.Array | Sequence[jax.Array], mask: jax.Array | None = None, *,
                            num_heads: int, scale: float | None = None) -> tuple[jax.Array, jax.Array]:
   r"""Multi-head attention over layers with one distribution per example (MRLA-base, pooled AILA-2).
 
@@ -274,25 +349,49 @@ def pooled_depth_attention(query: jax.Array, keys: jax.Array, values: jax.Array,
   owns channels :math:`[nC/N, (n+1)C/N)` of the values :math:`v_i` (any
   spatial shape), and :math:`\alpha = 1/\sqrt{C/N}` by default. This is
   MRLA-base's ``softmax(Q K^T / sqrt(d)) V`` with ``V`` flattened per head.
+  With sequences of per-slot keys and values the output is the Python sum
+  :math:`\sum_i \alpha_i v_i` over the slots (no stacked values).
 
   Args:
     query: ``[B, C]``.
-    keys: ``[B, T, C]``.
-    values: ``[B, T, *positions, C]``.
-    mask: boolean ``[T]``.
+    keys: ``T`` arrays ``[B, C]``, or one ``[B, T, C]``.
+    values: ``T`` arrays ``[B, *positions, C]``, or one ``[B, T, *positions, C]``.
+    mask: boolean ``[T]``; ``None``: all slots.
     num_heads: heads; must divide ``C``.
     scale: logits scale; default ``1 / sqrt(C / num_heads)``.
 
   Returns:
     ``(mixed [B, *positions, C], weights [B, heads, T])`` (weights float32).
   """
+  fn = "pooled_depth_attention"
+  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, N, d)
+  c = query.shape[-1]
+  scale = 1.0 / math.sqrt(c // num_heads) if scale is None else scale
+  if _is_sequence(keys):
+    t = len(keys)
+    if not t or query.ndim != 2 or not _is_sequence(values) or len(values) != t \
+        or any(k.shape != query.shape for k in keys) \
+        or any(v.shape[:1] + v.shape[-1:] != query.shape or v.shape != values[0].shape for v in values):
+      raise ValueError(f"{fn}: expected query [B, C] and sequences of T keys [B, C] and T values [B, *P, C]; got "
+                       f"query {query.shape}, keys {[tuple(k.shape) for k in keys]}, values "
+                       f"{[tuple(v.shape) for v in values] if _is_sequence(values) else values.shape}")
+    mask = _check_mask(fn, mask, t)
+    logits = jnp.stack([jnp.sum(q * _split_heads(k, num_heads, "keys").astype(jnp.float32), axis=-1)
+                        for k in keys], axis=-1) * scale  # (B, N, T)
+    weights = _masked_softmax(logits, mask, axis=-1)  # (B, N, T)
+    out = None
+    for i, v in enumerate(values):
+      v = _split_heads(v, num_heads, "values")  # (B, *P, N, d)
+      w = weights[..., i].astype(v.dtype)  # (B, N)
+      term = w.reshape(w.shape[:1] + (1,) * (v.ndim - 3) + w.shape[1:] + (1,)) * v
+      out = term if out is None else out + term
+    return out.reshape(values[0].shape), weights
   b, t, c = keys.shape
   if query.shape != (b, c) or values.shape[:2] != (b, t) or values.shape[-1] != c:
-    raise ValueError(f"pooled_depth_attention: expected query [B, C], keys [B, T, C], values [B, T, *P, C]; "
+    raise ValueError(f"{fn}: expected query [B, C], keys [B, T, C], values [B, T, *P, C]; "
                      f"got query {query.shape}, keys {keys.shape}, values {values.shape}")
-  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, N, d)
+  mask = _check_mask(fn, mask, t)
   k = _split_heads(keys, num_heads, "keys").astype(jnp.float32)  # (B, T, N, d)
-  scale = 1.0 / math.sqrt(c // num_heads) if scale is None else scale
   logits = jnp.einsum("bnd,btnd->bnt", q, k) * scale
   weights = _masked_softmax(logits, mask[None, None, :], axis=-1)  # (B, N, T)
   v = _split_heads(values, num_heads, "values")  # (B, T, *P, N, d)

@@ -71,6 +71,84 @@ def test_mix_depth_matches_numpy(b, t, f, shared):
 def test_mix_depth_shape_error():
   with pytest.raises(ValueError, match="disagree on the depth axis"):
     da.mix_depth(jnp.ones(3), jnp.ones((2, 4, 5)))
+  with pytest.raises(ValueError, match=r"weights \(3,\) and a buffer of 2 slots"):
+    da.mix_depth(jnp.ones(3), (jnp.ones((2, 5)), jnp.ones((2, 5))))
+  with pytest.raises(ValueError, match="a buffer of 2 slots"):
+    da.mix_depth(jnp.ones(2), (jnp.ones((2, 5)), jnp.ones((2, 4))))
+
+
+def _slots(stacked):
+  """``[B, T, ...]`` -> the tuple of ``T`` per-slot arrays ``[B, ...]`` (the mixers' buffer layout)."""
+  return tuple(stacked[:, i] for i in range(stacked.shape[1]))
+
+
+class SequenceFormTest(chex.TestCase):
+  """Each function on a sequence of per-slot arrays equals it on the stacked ``[B, T, ...]`` array."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_mix_depth(self):
+    rng = np.random.default_rng(11)
+    buf = jnp.asarray(rng.normal(size=(2, 4, 3, 5)), jnp.float32)
+    for w in (rng.normal(size=(4,)), rng.normal(size=(2, 4))):
+      w = jnp.asarray(w, jnp.float32)
+      got = self.variant(lambda w, *xs: da.mix_depth(w, xs))(w, *_slots(buf))
+      np.testing.assert_allclose(got, da.mix_depth(w, buf), rtol=1e-5, atol=1e-6)
+    # bf16 slots: the weights are cast to the slots' dtype, as in the stacked form
+    got = da.mix_depth(jnp.ones(4) / 4, _slots(buf.astype(jnp.bfloat16)))
+    assert got.dtype == jnp.bfloat16
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_per_token(self):
+    rng = np.random.default_rng(12)
+    b, t, hh, ww, d, n = 2, 4, 3, 2, 8, 2
+    q = jnp.asarray(rng.normal(size=(b, hh, ww, d)), jnp.float32)
+    k, v = (jnp.asarray(rng.normal(size=(b, t, hh, ww, d)), jnp.float32) for _ in range(2))
+    for mask in (None, da.depth_mask(3, t)):
+      want, want_w = da.per_token_depth_attention(q, k, v, mask, num_heads=n)
+      got, got_w = self.variant(lambda q, k, v: da.per_token_depth_attention(q, k, v, mask, num_heads=n))(
+          q, _slots(k), _slots(v))
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(got_w, want_w, rtol=1e-5, atol=1e-7)
+    # the readable slots alone give the masked result, the weights padded back with pad_depth
+    sl = da.readable_slots(3, t)
+    got, got_w = da.per_token_depth_attention(q, _slots(k)[sl], _slots(v)[sl], num_heads=n)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(da.pad_depth(got_w, sl, t), want_w, rtol=1e-5, atol=1e-7)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_pooled(self):
+    rng = np.random.default_rng(13)
+    b, t, hh, ww, c, heads = 2, 4, 3, 3, 8, 2
+    q = jnp.asarray(rng.normal(size=(b, c)), jnp.float32)
+    keys = jnp.asarray(rng.normal(size=(b, t, c)), jnp.float32)
+    values = jnp.asarray(rng.normal(size=(b, t, hh, ww, c)), jnp.float32)
+    for mask in (None, da.depth_mask(2, t, include_input=False, include_current=True)):
+      want, want_w = da.pooled_depth_attention(q, keys, values, mask, num_heads=heads)
+      got, got_w = self.variant(lambda q, k, v: da.pooled_depth_attention(q, k, v, mask, num_heads=heads))(
+          q, _slots(keys), _slots(values))
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(got_w, want_w, rtol=1e-5, atol=1e-7)
+    sl = da.readable_slots(2, t, include_input=False, include_current=True)
+    got, got_w = da.pooled_depth_attention(q, _slots(keys)[sl], _slots(values)[sl], num_heads=heads)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(da.pad_depth(got_w, sl, t), want_w, rtol=1e-5, atol=1e-7)
+    # vectors (no positions), as in the MLP backbone
+    want, _ = da.pooled_depth_attention(q, keys, values[:, :, 0, 0], num_heads=heads)
+    got, _ = da.pooled_depth_attention(q, _slots(keys), _slots(values[:, :, 0, 0]), num_heads=heads)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+  def test_errors(self):
+    one = jnp.ones((2, 4, 8))
+    with pytest.raises(ValueError, match=r"keys/values sequences of T arrays \[B, \*P, D\]"):
+      da.per_token_depth_attention(one, (one, one), (one,), num_heads=2)
+    with pytest.raises(ValueError, match=r"keys/values sequences of T arrays"):
+      da.per_token_depth_attention(one, (one, jnp.ones((2, 3, 8))), (one, one), num_heads=2)
+    with pytest.raises(ValueError, match=r"mask \(3,\) does not match the 2 layers"):
+      da.per_token_depth_attention(one, (one, one), (one, one), da.depth_mask(1, 3), num_heads=2)
+    with pytest.raises(ValueError, match=r"sequences of T keys \[B, C\] and T values \[B, \*P, C\]"):
+      da.pooled_depth_attention(jnp.ones((2, 8)), (jnp.ones((2, 8)),), (one, one), num_heads=2)
+    with pytest.raises(ValueError, match=r"sequences of T keys \[B, C\]"):
+      da.pooled_depth_attention(jnp.ones((2, 8)), (jnp.ones((2, 6)),), (one,), num_heads=2)
 
 
 class PerTokenTest(chex.TestCase):

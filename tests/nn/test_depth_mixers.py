@@ -14,13 +14,20 @@ B, T, P, D = 2, 4, 3, 8  # batch, buffer slots, positions, width
 
 
 def _buffer(name, rng, layer):
-  """A buffer as the backbone holds it before ``layer`` (slots 0..layer-1 filled)."""
-  x0 = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
-  buf = dn.mixer_class(name).init_buffer(x0, T)
+  """A buffer as the backbone holds it before ``layer`` (slots 0..layer-1 written)."""
+  normal = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
+  buf = dn.mixer_class(name).init_buffer(normal(B, P, D), T)
   if "x" in buf:
-    for t in range(1, layer):
-      buf["x"] = buf["x"].at[:, t].set(jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32))
+    buf["x"] = buf["x"] + tuple(normal(B, P, D) for _ in range(1, layer))
+  if "k" in buf:  # MRLA-base's cache of slots 1 .. layer-1
+    buf["k"] = tuple(normal(B, D) for _ in range(1, layer))
+    buf["v"] = tuple(normal(B, P, D) for _ in range(1, layer))
   return buf
+
+
+def _stacked(buf):
+  """The history slots of a buffer stacked into ``[B, slots, P, D]`` (for reference formulas)."""
+  return jnp.stack(buf["x"], axis=1)
 
 
 def _run(name, layer, h, buf, train=False, **kw):
@@ -41,12 +48,17 @@ def test_interface_shapes_and_buffer_write(name):
   chex.assert_shape(x, (B, P, D))
   chex.assert_tree_all_finite(x)
   assert set(new_buf) == set(buf)
-  jax.tree_util.tree_map(lambda a, b: chex.assert_equal_shape([a, b]), buf, new_buf)
+  for key in set(buf) - {"prev"}:  # the per-slot tuples grow by the slot this layer writes
+    assert isinstance(new_buf[key], tuple) and len(new_buf[key]) == len(buf[key]) + 1, key
+    for old, new in zip(buf[key], new_buf[key]):
+      assert new is old
   if "x" in new_buf:
-    np.testing.assert_allclose(new_buf["x"][:, 3], x, rtol=1e-6)
-    np.testing.assert_allclose(new_buf["x"][:, :3], buf["x"][:, :3])
+    np.testing.assert_allclose(new_buf["x"][3], x, rtol=1e-6)
   else:
     np.testing.assert_allclose(new_buf["prev"], x, rtol=1e-6)
+  if "k" in new_buf:
+    chex.assert_shape(new_buf["k"][-1], (B, D))
+    chex.assert_shape(new_buf["v"][-1], (B, P, D))
   if name in ("none", "residual", "mrla_light"):
     assert w is None
   else:
@@ -56,14 +68,35 @@ def test_interface_shapes_and_buffer_write(name):
     np.testing.assert_array_equal(w[..., 3 + (name == "mrla_base"):], 0.0)  # causal: no future slot
 
 
-@pytest.mark.parametrize("name", ["dense", "aila1", "aila2"])
-def test_causal_future_slots_are_ignored(name):
+@pytest.mark.parametrize("name", ["dense", "aila1", "aila2", "mrla_base"])
+def test_buffer_must_hold_exactly_the_earlier_slots(name):
+  """Layer t reads a tuple of exactly t slots (t - 1 cached keys/values for MRLA-base); else a clear error."""
   rng = np.random.default_rng(1)
-  buf = _buffer(name, rng, 2)
   h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
-  x1 = _run(name, 2, h, buf)[0]
-  buf2 = dict(buf, x=buf["x"].at[:, 2:].set(123.0))
-  x2 = _run(name, 2, h, buf2)[0]
+  kw = {"dim_per_head": 4} if name == "mrla_base" else {}
+  _run(name, 2, h, _buffer(name, rng, 2), **kw)  # the right count
+  key, want = ("k", 1) if name == "mrla_base" else ("x", 2)
+  for layer in (1, 3):  # one slot too few, one too many
+    buf = _buffer(name, rng, layer)
+    with pytest.raises(ValueError, match=rf"depth mixer '{name}' at layer 2: buffer\['{key}'\] holds "
+                                         rf"{layer - (name == 'mrla_base')} slot\(s\) but layer 2 expects "
+                                         rf"exactly {want}"):
+      _run(name, 2, h, buf, **kw)
+  buf = _buffer(name, rng, 2)
+  buf[key] = jnp.stack(buf[key], axis=1)  # the old stacked layout
+  with pytest.raises(ValueError, match=rf"buffer\['{key}'\] must be a tuple of per-slot arrays"):
+    _run(name, 2, h, buf, **kw)
+
+
+@pytest.mark.parametrize("name", ["dense", "aila1", "aila2"])
+def test_layer_reads_only_its_readable_slots(name):
+  """include_input=False: slot 0 (x_0) does not change the output of layer t > 1."""
+  rng = np.random.default_rng(11)
+  buf = _buffer(name, rng, 3)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  x1 = _run(name, 3, h, buf, include_input=False)[0]
+  buf2 = dict(buf, x=(buf["x"][0] + 123.0,) + buf["x"][1:])
+  x2 = _run(name, 3, h, buf2, include_input=False)[0]
   np.testing.assert_allclose(x1, x2, rtol=1e-6)
 
 
@@ -74,8 +107,8 @@ def test_residual_none_dense_formulas():
   np.testing.assert_allclose(_run("residual", 1, h, buf)[0], h + buf["prev"], rtol=1e-6)
   np.testing.assert_allclose(_run("none", 1, h, buf)[0], h, rtol=1e-6)
   dbuf = _buffer("dense", rng, 3)
-  np.testing.assert_allclose(_run("dense", 3, h, dbuf)[0], h + dbuf["x"][:, :3].mean(1), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(_run("dense", 3, h, dbuf, include_input=False)[0], h + dbuf["x"][:, 1:3].mean(1),
+  np.testing.assert_allclose(_run("dense", 3, h, dbuf)[0], h + _stacked(dbuf)[:, :3].mean(1), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(_run("dense", 3, h, dbuf, include_input=False)[0], h + _stacked(dbuf)[:, 1:3].mean(1),
                              rtol=1e-5, atol=1e-6)
 
 
@@ -84,13 +117,13 @@ def test_aila1_initialisations():
   h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
   buf = _buffer("aila1", rng, 3)
   # softmax with zero logits: the mean of the readable layers
-  np.testing.assert_allclose(_run("aila1", 3, h, buf)[0], h + buf["x"][:, :3].mean(1), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(_run("aila1", 3, h, buf)[0], h + _stacked(buf).mean(1), rtol=1e-5, atol=1e-6)
   # raw weights start one-hot on the previous layer: exactly the residual network
-  np.testing.assert_allclose(_run("aila1", 3, h, buf, normalization="none")[0], h + buf["x"][:, 2],
+  np.testing.assert_allclose(_run("aila1", 3, h, buf, normalization="none")[0], h + buf["x"][2],
                              rtol=1e-6)
   # residual=True adds the plain skip beside the mix
   np.testing.assert_allclose(_run("aila1", 3, h, buf, residual=True)[0],
-                             h + buf["x"][:, 2] + buf["x"][:, :3].mean(1), rtol=1e-5, atol=1e-6)
+                             h + buf["x"][2] + _stacked(buf).mean(1), rtol=1e-5, atol=1e-6)
 
 
 def test_aila1_weights_are_learned():
@@ -114,8 +147,8 @@ def test_aila2_options(pooling, query):
   chex.assert_shape(w, (B, 2, T))
   # the output is h plus a per-head convex combination of the readable layers
   mix = np.asarray(x - h).reshape(B, P, 2, 4)
-  lo = np.asarray(buf["x"][:, :3]).reshape(B, 3, P, 2, 4).min(1)
-  hi = np.asarray(buf["x"][:, :3]).reshape(B, 3, P, 2, 4).max(1)
+  lo = np.asarray(_stacked(buf)).reshape(B, 3, P, 2, 4).min(1)
+  hi = np.asarray(_stacked(buf)).reshape(B, 3, P, 2, 4).max(1)
   assert np.all(mix >= lo - 1e-5) and np.all(mix <= hi + 1e-5)
   assert "depth_weights" in inter
 
@@ -127,7 +160,7 @@ def test_mrla_base_cache_and_first_block():
   x, new_buf, w, _, _ = _run("mrla_base", 1, h, buf, dim_per_head=4)
   # the first block of a stage attends to itself only (the official init_cell)
   np.testing.assert_allclose(np.asarray(w)[..., 1], 1.0, rtol=1e-6)
-  assert np.abs(np.asarray(new_buf["k"][:, 1])).sum() > 0 and np.all(np.asarray(new_buf["k"][:, 2:]) == 0)
+  assert len(new_buf["k"]) == len(new_buf["v"]) == 1 and np.abs(np.asarray(new_buf["k"][0])).sum() > 0
   _, _, w2, _, _ = _run("mrla_base", 2, h, new_buf, dim_per_head=4)
   chex.assert_shape(w2, (B, 2, T))
   assert np.all(np.asarray(w2)[..., 1:3] > 0)
