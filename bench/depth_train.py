@@ -5,7 +5,8 @@ r"""Short real-data runs of the depth mixers (issue 4): CIFAR-10 ResNets and dai
   each of ``--mixers`` (default residual, mrla_light, aila1); test accuracy,
   parameters, training wall-clock. Seed ``--seed``.
 * Prices: ``configs/prices_aila.py`` (AILA MLP, ``--price_models`` aila1 and
-  aila2 mixers) and ``configs/prices_lstm.py`` (LSTM) on the five series, each
+  aila2 mixers), ``configs/prices_lstm.py`` (LSTM) and the same LSTM with its
+  layers joined by an AILA mixer (``lstm_aila1``, ``lstm_aila2``) on the five series, each
   with every seed of ``--price_seeds``. The set-up is the residual-to-naive one
   of those configs (target = change from the last close, zero-initialised head,
   statistics fitted on train rows only, chronological splits). Val and test are
@@ -55,7 +56,8 @@ from aila_jax.train import train_and_evaluate  # noqa: E402
 from aila_jax.train.metrics import read_metrics  # noqa: E402
 from configs import cifar10_resnet_short, prices_aila, prices_lstm  # noqa: E402
 
-PRICE_MODELS = ("aila1", "aila2", "lstm")
+PRICE_MODELS = ("aila1", "aila2", "lstm", "lstm_aila1", "lstm_aila2")
+AILA_MODELS = ("aila1", "aila2", "lstm_aila1", "lstm_aila2")
 TEST_KEYS = ("mse", "mae", "rmse", "directional_accuracy", "mse_diff", "dm_stat")
 
 
@@ -67,7 +69,7 @@ def main():
   ap.add_argument("--depth", type=int, default=20)
   ap.add_argument("--mixers", default="residual,mrla_light,aila1")
   ap.add_argument("--series", default=",".join(prices_lib.SERIES))
-  ap.add_argument("--price_models", default=",".join(PRICE_MODELS), help="of aila1, aila2, lstm")
+  ap.add_argument("--price_models", default="aila1,aila2,lstm", help=f"of {', '.join(PRICE_MODELS)}")
   ap.add_argument("--price_seeds", default="0,1,2")
   ap.add_argument("--price_steps", type=int, default=0, help="> 0: override the configs' step count")
   ap.add_argument("--price_eval_every", type=int, default=0, help="> 0: override the configs' eval_every")
@@ -187,13 +189,19 @@ def _worker_init(platform: str) -> None:
 
 
 def price_config(series: str, model: str, *, seed: int, data_dir=None, steps: int = 0, eval_every: int = 0):
-  """The config of one price run: ``model`` is aila1/aila2 (``prices_aila``) or lstm (``prices_lstm``)."""
+  """The config of one price run.
+
+  ``model``: ``aila1``/``aila2`` (the AILA MLP of ``prices_aila``), ``lstm``
+  (``prices_lstm``), ``lstm_aila1``/``lstm_aila2`` (the LSTM of ``prices_lstm``
+  with its layers joined by that AILA mixer instead of a plain stack).
+  """
   if model not in PRICE_MODELS:
     raise ValueError(f"--price_models: unknown model {model!r}; expected names of {PRICE_MODELS}")
-  config = (prices_lstm if model == "lstm" else prices_aila).get_config()
-  if model != "lstm":
-    config.model.mixer = model
-    config.model.mixer_kwargs = {"num_heads": 4} if model == "aila2" else {}
+  config = (prices_lstm if model.startswith("lstm") else prices_aila).get_config()
+  mixer = model.removeprefix("lstm_")
+  if mixer != "lstm":
+    config.model.mixer = mixer
+    config.model.mixer_kwargs = {"num_heads": 4} if mixer == "aila2" else {}
   config.dataset_kwargs.series = series
   config.data_dir = data_dir
   config.seed = seed
@@ -257,7 +265,7 @@ def summarize(rows: list[dict]) -> list[dict]:
           "final_test_mse_mean": statistics.fmean(r["final_test_mse"] for r in runs if r["model"] == model),
           "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in runs if r["model"] == model)}
     models = entry["models"]
-    for aila in ("aila1", "aila2"):
+    for aila in AILA_MODELS:
       if aila in models:
         entry[f"{aila}_le_naive"] = models[aila]["test_mse_mean"] <= naive
         if "lstm" in models:
