@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import math
 import multiprocessing
 import os
 import pathlib
@@ -244,6 +245,12 @@ def price_run(spec: dict) -> dict:
   return row
 
 
+def _le(a: float, b: float) -> bool:
+  """``a <= b``, counting equal up to float rounding as equal (the mean of three copies of the naive
+  forecast's MSE can differ from it in the last bit)."""
+  return a <= b or math.isclose(a, b, rel_tol=1e-12)
+
+
 def summarize(rows: list[dict]) -> list[dict]:
   """Per series: naive test MSE, each model's test MSE at best val (mean, std over seeds), the verdicts."""
   out = []
@@ -267,9 +274,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     models = entry["models"]
     for aila in AILA_MODELS:
       if aila in models:
-        entry[f"{aila}_le_naive"] = models[aila]["test_mse_mean"] <= naive
+        entry[f"{aila}_le_naive"] = _le(models[aila]["test_mse_mean"], naive)
         if "lstm" in models:
-          entry[f"{aila}_le_lstm"] = models[aila]["test_mse_mean"] <= models["lstm"]["test_mse_mean"]
+          entry[f"{aila}_le_lstm"] = _le(models[aila]["test_mse_mean"], models["lstm"]["test_mse_mean"])
     out.append(entry)
   return out
 

@@ -78,7 +78,8 @@ def test_end_to_end_on_real_prices(tmp_path, data_dir):
 
 @pytest.mark.parametrize("model_name,model_kw", [("depth_mlp", dict(width=8, depth=2, mixer="aila2",
                                                                      mixer_kwargs={"num_heads": 2})),
-                                                  ("depth_lstm", dict(width=8, depth=1))])
+                                                  ("depth_lstm", dict(width=8, depth=1)),
+                                                  ("depth_lstm", dict(width=8, depth=2, mixer="aila1"))])
 def test_zero_head_model_is_the_naive_forecast_exactly(data_dir, model_name, model_kw):
   tasks, batches = [], []
   for transform in ("log_return", "standard"):

@@ -13,6 +13,18 @@ def test_testing_and_default_configs_are_valid():
   config_check.check_config(testing.get_config())
 
 
+def test_prices_configs_are_valid_and_differ_only_in_the_model():
+  from configs import prices_aila, prices_aila_lstm, prices_lstm
+  configs = [m.get_config() for m in (prices_aila, prices_lstm, prices_aila_lstm)]
+  for config in configs:
+    config_check.check_config(config)
+  assert configs[2].model_name == "depth_lstm" and configs[2].model.mixer == "aila1"
+  strip = lambda c: {k: v for k, v in c.to_dict().items() if k not in ("model", "model_name")}  # noqa: E731
+  assert strip(configs[0]) == strip(configs[1]) == strip(configs[2])
+  assert {k: v for k, v in configs[2].model.to_dict().items() if k != "mixer"} == \
+      {k: v for k, v in configs[1].model.to_dict().items() if k != "mixer"}
+
+
 @pytest.mark.parametrize("key,value,match", [
     ("batch_size", 0, r"config.batch_size: expected an int > 0, got 0"),
     ("batch_size", 3.5, r"config.batch_size: expected an int > 0 \(type int\), got 3.5"),
