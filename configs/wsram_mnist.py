@@ -37,7 +37,8 @@ def wsram(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       num_samples=5,                     # K trajectories from q per image
       prior_control_variate="self_normalized",  # c_k = r_k / sum_j r_j for the prior (location) network
       proposal_control_variate="uniform",       # c_k = 1/K for the inference network
-      sleep_weight=0.0,                  # weight of the (true-label) sleep update of q; 0: off
+      sleep_weight=0.0,                  # weight of the sleep update of q; 0: off
+      sleep_labels="true",               # sleep update with the true label, or 'dreamed' (labels from the model)
       eval_samples=5,                    # also report the K-sample prediction from the prior
   ))
   return config

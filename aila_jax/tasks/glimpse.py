@@ -28,9 +28,14 @@ losses train the predictor (glimpse, core and classifier networks) with
 :math:`c` chosen by ``prior_control_variate`` / ``proposal_control_variate``
 (:func:`aila_jax.stochastic.rws_wake_losses`). The optional sleep update
 (``sleep_weight`` > 0) draws K trajectories from the prior and fits
-:math:`q(a \mid y, x)` to them with the *true* label, reweighted by
-:math:`p(y \mid a_k, x)` (:func:`aila_jax.stochastic.rws_sleep_loss`, its
-true-label variant: one pass of the model, no dreamed labels).
+:math:`q(a \mid y, x)` to them (:func:`aila_jax.stochastic.rws_sleep_loss`):
+with ``sleep_labels='true'`` (default) it uses the *true* label, reweighted by
+:math:`p(y \mid a_k, x)` (one pass of the model); with ``'dreamed'`` it is
+the classical sleep phase (Hinton et al. 1995): a label
+:math:`\tilde y_k \sim p(y \mid a_k, x)` is dreamed for every trajectory and
+:math:`q` maximises :math:`\log q(a_k \mid \tilde y_k, x)` (a second pass of
+the model, on the K x B trajectories flattened into one batch, with the same
+prior draws and the dreamed labels).
 
 **Evaluation.** ``eval/accuracy`` and ``eval/loss`` use the prior's mean
 locations (deterministic, the number reported as test error). With
@@ -55,6 +60,7 @@ from aila_jax.tasks.base import check_task_kwargs
 from aila_jax.stochastic.wake_sleep import PRIOR_CONTROL_VARIATES, PROPOSAL_CONTROL_VARIATES
 
 ESTIMATORS = ("reinforce", "wake_sleep")
+SLEEP_LABELS = ("true", "dreamed")
 _DEFAULT_ESTIMATOR = {"ram": "reinforce", "wsram": "wake_sleep"}
 
 
@@ -75,6 +81,8 @@ class GlimpseTask:
     reinforce_weight: :math:`\\lambda_r` of the REINFORCE term.
     baseline_weight: :math:`\\lambda_b` of the baseline regression.
     sleep_weight: weight of the sleep update of q (0: wake updates only).
+    sleep_labels: ``'true'`` (reweighted by the true label's likelihood) or ``'dreamed'``
+      (labels sampled from the model; see the module docstring).
     prior_control_variate: ``'none'``, ``'self_normalized'`` or ``'unnormalized'``.
     proposal_control_variate: ``'none'`` or ``'uniform'``.
     eval_samples: K of the sampled eval prediction (0: off).
@@ -85,6 +93,7 @@ class GlimpseTask:
   reinforce_weight: float = 1.0
   baseline_weight: float = 1.0
   sleep_weight: float = 0.0
+  sleep_labels: str = "true"
   prior_control_variate: str = "self_normalized"
   proposal_control_variate: str = "uniform"
   eval_samples: int = 0
@@ -101,6 +110,9 @@ class GlimpseTask:
         raise ConfigError(f"config.task_kwargs.{name}: expected an int >= {low} (K), got {value!r}")
     for name in ("reinforce_weight", "baseline_weight", "sleep_weight"):
       _nonneg(name, getattr(self, name))
+    if self.sleep_labels not in SLEEP_LABELS:
+      raise ConfigError(f"config.task_kwargs.sleep_labels: expected one of {SLEEP_LABELS}, "
+                        f"got {self.sleep_labels!r}")
     if self.prior_control_variate not in PRIOR_CONTROL_VARIATES:
       raise ConfigError(f"config.task_kwargs.prior_control_variate: expected one of "
                         f"{PRIOR_CONTROL_VARIATES}, got {self.prior_control_variate!r}")
@@ -174,14 +186,33 @@ class GlimpseTask:
                "ess": wake.effective_sample_size.mean(), "accuracy": (w * correct).sum(0).mean()}
     if self.sleep_weight > 0:
       sleep_rngs = dict(rngs, glimpse=jax.random.fold_in(rngs["glimpse"], 1))
-      s_logits, s_inter = apply_fn(variables, images, labels, train=True, sample="prior",
-                                   num_samples=k, rngs=sleep_rngs)
-      s_log_lik = jax.lax.stop_gradient(self._log_likelihood(s_logits, labels))
-      sleep = stochastic.rws_sleep_loss(s_inter["log_proposal"].sum(-1), s_log_lik)
+      if self.sleep_labels == "dreamed":
+        sleep = self._dreamed_sleep_loss(apply_fn, variables, images, labels, k, sleep_rngs)
+      else:
+        s_logits, s_inter = apply_fn(variables, images, labels, train=True, sample="prior",
+                                     num_samples=k, rngs=sleep_rngs)
+        s_log_lik = jax.lax.stop_gradient(self._log_likelihood(s_logits, labels))
+        sleep = stochastic.rws_sleep_loss(s_inter["log_proposal"].sum(-1), s_log_lik)
       metrics["sleep_loss"] = sleep
       loss = loss + self.sleep_weight * sleep
     metrics["loss"] = loss
     return loss, metrics
+
+  def _dreamed_sleep_loss(self, apply_fn, variables, images, labels, k, rngs):
+    """The classical sleep phase: ``-mean log q(a_k | y~_k, x)``, ``a_k ~ p(a | x)``, ``y~_k ~ p(y | a_k, x)``.
+
+    The K trajectories of every image are one batch of ``K * B`` (the images
+    repeated), so that each can carry its own dreamed label; the second pass
+    reuses the first pass's RNG, hence the same prior draws (the prior does not
+    read the label), and only evaluates q at the dreamed labels.
+    """
+    tiled = jnp.tile(images, (k,) + (1,) * (images.ndim - 1))  # (K*B, H, W, C)
+    logits, _ = apply_fn(variables, tiled, jnp.tile(labels, k), train=True, sample="prior", rngs=rngs)
+    dream_key = jax.random.fold_in(rngs["glimpse"], 2)
+    dreamed = jax.random.categorical(dream_key, jax.lax.stop_gradient(logits.astype(jnp.float32)))  # (K*B,)
+    _, inter = apply_fn(variables, tiled, dreamed, train=True, sample="prior", rngs=rngs)
+    log_q = inter["log_proposal"].sum(-1).reshape((k,) + labels.shape)  # (K, B)
+    return stochastic.rws_sleep_loss(log_q)
 
   def train_loss(self, apply_fn, variables, batch, *, rngs, mutable=()):
     if mutable:

@@ -72,6 +72,36 @@ def test_wake_sleep_surrogate_equals_rws_wake_losses_gradient():
   assert np.isfinite(loss)
 
 
+@pytest.mark.parametrize("sleep_labels", ["true", "dreamed"])
+def test_sleep_update_trains_only_the_inference_network(sleep_labels):
+  model, v, batch = _setup("wsram")
+  wake = GlimpseTask(num_classes=10, estimator="wake_sleep", num_samples=3)
+  both = GlimpseTask(num_classes=10, estimator="wake_sleep", num_samples=3, sleep_weight=1.0,
+                     sleep_labels=sleep_labels)
+  rngs = {"glimpse": jax.random.PRNGKey(5)}
+  g_wake = jax.grad(lambda p: wake.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0])(v["params"])
+  g_both, metrics = jax.grad(lambda p: both.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[:2],
+                             has_aux=True)(v["params"])
+  assert np.isfinite(metrics["sleep_loss"])
+  diff = jax.tree.map(lambda a, b: a - b, g_both["trajectory"], g_wake["trajectory"])
+  for part in ("classifier", "core", "glimpse", "location"):  # the sleep term reaches q alone
+    chex.assert_trees_all_close(diff[part], jax.tree.map(jnp.zeros_like, diff[part]), atol=1e-7)
+  assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(diff["inference"])) > 1e-6
+
+
+def test_dreamed_sleep_reuses_the_prior_draws_with_other_labels():
+  # the dreamed-label pass relies on this: the prior's draws do not depend on the labels given
+  model, v, batch = _setup("wsram")
+  params = jax.tree.map(lambda x: x, v["params"])
+  q_mean = params["trajectory"]["inference"]["mean"]
+  q_mean["kernel"] = jax.random.normal(jax.random.PRNGKey(4), q_mean["kernel"].shape)  # q now reads the label
+  rngs = {"glimpse": jax.random.PRNGKey(9)}
+  _, a = model.apply({"params": params}, batch["image"], batch["label"], sample="prior", rngs=rngs)
+  _, b = model.apply({"params": params}, batch["image"], (batch["label"] + 3) % 10, sample="prior", rngs=rngs)
+  chex.assert_trees_all_close(a["samples"], b["samples"])
+  assert float(jnp.abs(a["log_proposal"] - b["log_proposal"]).max()) > 1e-3  # q evaluated at each label
+
+
 def test_eval_sums_deterministic_and_sampled():
   model, v, batch = _setup("wsram")
   task = GlimpseTask(num_classes=10, estimator="wake_sleep", eval_samples=4)
@@ -99,6 +129,7 @@ class _Data:
     (dict(estimator="vimco"), "config.task_kwargs.estimator"),
     (dict(prior_control_variate="x"), "config.task_kwargs.prior_control_variate"),
     (dict(sleep_weight=-1.0), "config.task_kwargs.sleep_weight"),
+    (dict(sleep_labels="model"), r"config.task_kwargs.sleep_labels: expected one of \('true', 'dreamed'\)"),
     (dict(bogus=1), r"takes no option\(s\) \['bogus'\]"),
 ])
 def test_bad_task_config(kwargs, match):
