@@ -396,22 +396,32 @@ class _DepthwiseConv(nn.Module):
 
 
 class _MRLAProjections(nn.Module):
-  """MRLA's Q, K (ECA 1-D convs over pooled channels) and V (depthwise conv) of a block output."""
+  """MRLA's Q, K (ECA 1-D convs over pooled channels) and V (depthwise conv) of a block output.
+
+  ``value_conv`` / ``eca_conv`` choose how the value's depthwise conv and the
+  query/key ECA convs are computed: ``'shifted'`` (fused shifted sums,
+  :func:`depthwise_conv_same`) or ``'conv'`` (XLA convolutions). The parameter
+  tree is the same either way (the ECA kernels are those of
+  ``nn.Conv(1, (k,), use_bias=False)``), so checkpoints move between them.
+  """
   value_conv: str = "shifted"
+  eca_conv: str = "shifted"
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, o):
-    if self.value_conv not in ("shifted", "conv"):
-      raise ConfigError(f"config.model.mixer_kwargs.value_conv: expected 'shifted' or 'conv', "
-                        f"got {self.value_conv!r}")
+    for key in ("value_conv", "eca_conv"):
+      if getattr(self, key) not in ("shifted", "conv"):
+        raise ConfigError(f"config.model.mixer_kwargs.{key}: expected 'shifted' or 'conv', "
+                          f"got {getattr(self, key)!r}")
     c = o.shape[-1]
     pos_axes = tuple(range(1, o.ndim - 1))
     y = o.mean(pos_axes) if pos_axes else o  # (B, C) global average pooling
     ks = depth_attn.eca_kernel_size(c)
-    y1 = y[..., None]  # (B, C, 1): the channels as a 1-D sequence
-    q = nn.Conv(1, (ks,), padding="SAME", use_bias=False, dtype=self.dtype, name="wq")(y1)[..., 0]
-    k = nn.Conv(1, (ks,), padding="SAME", use_bias=False, dtype=self.dtype, name="wk")(y1)[..., 0]
+    y1 = y[..., None]  # (B, C, 1): the channels as a 1-D sequence of one feature
+    # a 1-D conv of one feature is a depthwise conv of one channel: same kernel [ks, 1, 1] as nn.Conv's
+    q = _DepthwiseConv((ks,), impl=self.eca_conv, dtype=self.dtype, name="wq")(y1)[..., 0]
+    k = _DepthwiseConv((ks,), impl=self.eca_conv, dtype=self.dtype, name="wk")(y1)[..., 0]
     if pos_axes:
       v = _DepthwiseConv((3,) * len(pos_axes), impl=self.value_conv, dtype=self.dtype, name="wv")(o)
     else:
@@ -422,9 +432,10 @@ class _MRLAProjections(nn.Module):
 class _MRLAMixer(_Mixer):
   """Fields and projections shared by the two MRLA mixers."""
   value_conv: str = "shifted"   # the value's depthwise conv: 'shifted' (fused shifted sums) or 'conv'
+  eca_conv: str = "shifted"     # the query/key ECA 1-D convs: 'shifted' (fused shifted sums) or 'conv'
 
   def _projections(self, o):
-    return _MRLAProjections(self.value_conv, dtype=self.dtype, name="mrla")(o)
+    return _MRLAProjections(self.value_conv, self.eca_conv, dtype=self.dtype, name="mrla")(o)
 
 
 class MRLABaseMixer(_MRLAMixer):

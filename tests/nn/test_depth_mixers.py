@@ -211,6 +211,8 @@ def test_errors():
     _run("aila2", 2, jnp.ones((B, P, D)), _buffer("aila2", rng, 2), pooling="max")
   with pytest.raises(ConfigError, match="config.model.mixer_kwargs.value_conv: expected 'shifted' or 'conv'"):
     _run("mrla_light", 1, jnp.ones((B, P, D)), _buffer("mrla_light", rng, 1), dim_per_head=4, value_conv="fft")
+  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.eca_conv: expected 'shifted' or 'conv'"):
+    _run("mrla_base", 1, jnp.ones((B, P, D)), _buffer("mrla_base", rng, 1), dim_per_head=4, eca_conv="fft")
 
 
 @pytest.mark.parametrize("spatial,k", [((5, 6), (3, 3)), ((7,), (3,)), ((4, 5), (5, 3))])
@@ -228,15 +230,16 @@ def test_depthwise_conv_same_equals_grouped_conv(spatial, k):
 
 
 @pytest.mark.parametrize("name", ["mrla_base", "mrla_light"])
-def test_mrla_value_conv_implementations_agree(name):
-  """'shifted' and 'conv' compute the same value projection from the same parameter tree (images)."""
+@pytest.mark.parametrize("switch", ["value_conv", "eca_conv"])
+def test_mrla_conv_implementations_agree(name, switch):
+  """'shifted' and 'conv' compute the same projections from the same parameter tree (images)."""
   rng = np.random.default_rng(10)
   x0 = jnp.asarray(rng.normal(size=(B, 4, 5, D)), jnp.float32)
   h = jnp.asarray(rng.normal(size=(B, 4, 5, D)), jnp.float32)
   buf = dn.mixer_class(name).init_buffer(x0, T)
   outs, trees = [], []
   for impl in ("shifted", "conv"):
-    mixer = dn.make_mixer(name, layer=1, depth=T, dim_per_head=4, value_conv=impl)
+    mixer = dn.make_mixer(name, layer=1, depth=T, dim_per_head=4, **{switch: impl})
     variables = mixer.init(jax.random.PRNGKey(0), h, buf)
     trees.append(jax.tree_util.tree_map(jnp.shape, variables))
     outs.append(mixer.apply(variables, h, buf, mutable=["batch_stats"])[0][0])
