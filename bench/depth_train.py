@@ -129,7 +129,8 @@ def main():
       row = {"mixer": mixer, "depth": args.depth, "epochs": args.epochs, "seed": args.seed,
              "overrides": args.set, "steps": r["step"],
              "test_accuracy": r["eval/accuracy"], "test_loss": r["eval/loss"],
-             "train_seconds": r["train_seconds"], "wall_seconds": wall, "params": params}
+             "train_seconds": r["train_seconds"], "first_step_seconds": r.get("first_step_seconds"),
+             "wall_seconds": wall, "params": params}
       result["cifar"].append(row)
       print("CIFAR", json.dumps(row), flush=True)
       save()

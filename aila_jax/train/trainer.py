@@ -229,6 +229,9 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
     for step in range(step0 + 1, total + 1):
       batch = sharding.to_global(next(data_iter), data_sharding)
       state, step_metrics = p_train(state, batch)
+      if step == step0 + 1:  # one sync: the first step's time is mostly compilation
+        jax.block_until_ready(state)
+        first_step_seconds = time.perf_counter() - train_start
       pending.append((step, step_metrics))
       if step % config.log_every == 0 or step == total:
         last_train = _flush(pending, writer, progress, ckpt, workdir)
@@ -250,6 +253,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   ckpt.close()
   writer.close()
   result = {"step": final_step, "train_seconds": train_seconds, **last_train, **last_eval}
+  if final_step > step0:  # this run trained: how much of train_seconds was its first step (compilation)
+    result["first_step_seconds"] = first_step_seconds
   if pi == 0:
     shown = ", ".join(f"{k.replace('/', ' ')} {v:.4f}" for k, v in sorted(result.items())
                       if k.startswith("eval") and k.split("/")[-1] in ("accuracy", "loss", "mse"))

@@ -42,6 +42,7 @@ def test_make_testing_config_trains_and_checkpoints(reference_run):
   assert result["step"] == 300
   assert result["eval/accuracy"] > 0.8  # a 32-unit MLP after 300 steps of MNIST
   assert result["eval/count"] == 10000
+  assert 0 < result["first_step_seconds"] < result["train_seconds"]  # compilation, reported apart
   steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
   assert steps == [100, 200, 300]
   rows = read_metrics(workdir)
