@@ -58,7 +58,7 @@ from aila_jax.train.metrics import read_metrics  # noqa: E402
 from configs import cifar10_resnet_short, prices_aila, prices_lstm  # noqa: E402
 
 PRICE_MODELS = ("aila1", "aila2", "lstm", "lstm_aila1", "lstm_aila2")
-AILA_MODELS = ("aila1", "aila2", "lstm_aila1", "lstm_aila2")
+AILA_MODELS = tuple(m for m in PRICE_MODELS if m != "lstm")
 TEST_KEYS = ("mse", "mae", "rmse", "directional_accuracy", "mse_diff", "dm_stat")
 
 

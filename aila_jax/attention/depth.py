@@ -76,7 +76,9 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import Sequence
 
 import jax
@@ -208,6 +210,16 @@ def _is_sequence(x) -> bool:
   return isinstance(x, (tuple, list))
 
 
+def _unstack(x: jax.Array) -> list[jax.Array]:
+  """A stacked ``[B, T, ...]`` array as its ``T`` slots ``[B, ...]`` (one code path for both forms)."""
+  return [x[:, i] for i in range(x.shape[1])]
+
+
+def _sum_slots(terms) -> jax.Array:
+  """``t_0 + t_1 + ...``: a Python sum over the slots (no zero start), which XLA fuses into one loop."""
+  return functools.reduce(operator.add, terms)
+
+
 def _slot_weight(weights: jax.Array, i: int, like: jax.Array) -> jax.Array:
   """``weights[..., i]`` cast to ``like.dtype``, with trailing axes to broadcast against ``like``."""
   w = weights[..., i].astype(like.dtype)
@@ -221,9 +233,9 @@ def mix_depth(weights: jax.Array, buffer: jax.Array | Sequence[jax.Array]) -> ja
 
   Args:
     weights: ``[T]`` (one mix for the batch) or ``[B, T]`` (one per example).
-    buffer: a sequence of ``T`` arrays ``[B, *feature]`` (a Python sum over
-      the slots, fused by XLA into one loop; what the mixers use) or one stacked
-      array ``[B, T, *feature]`` (an ``einsum`` over the depth axis).
+    buffer: a sequence of ``T`` arrays ``[B, *feature]`` (what the mixers use)
+      or one stacked array ``[B, T, *feature]``; either way a Python sum over
+      the slots, fused by XLA into one loop.
 
   Returns:
     ``[B, *feature]``.
@@ -233,24 +245,18 @@ def mix_depth(weights: jax.Array, buffer: jax.Array | Sequence[jax.Array]) -> ja
   >>> mix_depth(jnp.array([0.25, 0.75]), (jnp.zeros((2, 3)), jnp.ones((2, 3)))).tolist()
   [[0.75, 0.75, 0.75], [0.75, 0.75, 0.75]]
   """
-  if _is_sequence(buffer):
-    n = len(buffer)
-    if not n or weights.shape[-1] != n or weights.ndim > 2 or any(x.shape != buffer[0].shape for x in buffer) \
-        or (weights.ndim == 2 and weights.shape[0] != buffer[0].shape[0]):
-      raise ValueError(f"mix_depth: weights {weights.shape} and a buffer of {n} slots "
-                       f"{[tuple(x.shape) for x in buffer]} disagree (expected weights [T] or [B, T] and T "
-                       "slots [B, *feature] of one shape)")
-    out = None
-    for i, x in enumerate(buffer):
-      term = _slot_weight(weights, i, x) * x
-      out = term if out is None else out + term
-    return out
-  if weights.shape[-1] != buffer.shape[1]:
-    raise ValueError(f"mix_depth: weights {weights.shape} and buffer {buffer.shape} disagree on the "
-                     "depth axis (weights[..., T] vs buffer[B, T, ...])")
-  if weights.ndim == 1:
-    return jnp.einsum("t,bt...->b...", weights.astype(buffer.dtype), buffer)
-  return jnp.einsum("bt,bt...->b...", weights.astype(buffer.dtype), buffer)
+  if not _is_sequence(buffer):
+    if weights.shape[-1] != buffer.shape[1]:
+      raise ValueError(f"mix_depth: weights {weights.shape} and buffer {buffer.shape} disagree on the "
+                       "depth axis (weights[..., T] vs buffer[B, T, ...])")
+    buffer = _unstack(buffer)
+  n = len(buffer)
+  if not n or weights.shape[-1] != n or weights.ndim > 2 or any(x.shape != buffer[0].shape for x in buffer) \
+      or (weights.ndim == 2 and weights.shape[0] != buffer[0].shape[0]):
+    raise ValueError(f"mix_depth: weights {weights.shape} and a buffer of {n} slots "
+                     f"{[tuple(x.shape) for x in buffer]} disagree (expected weights [T] or [B, T] and T "
+                     "slots [B, *feature] of one shape)")
+  return _sum_slots(_slot_weight(weights, i, x) * x for i, x in enumerate(buffer))
 
 
 def _split_heads(x: jax.Array, num_heads: int, name: str) -> jax.Array:
@@ -266,6 +272,12 @@ def _check_mask(fn: str, mask, t: int) -> jax.Array:
   if mask.shape != (t,):
     raise ValueError(f"{fn}: mask {mask.shape} does not match the {t} layers given (expected ({t},))")
   return mask
+
+
+def _slot_logits(q: jax.Array, keys: Sequence[jax.Array], num_heads: int, scale: float) -> jax.Array:
+  """``[..., N, T]`` float32 logits ``scale * q . k_i`` per head, for split queries ``q`` ``[..., N, d]``."""
+  return jnp.stack([jnp.sum(q * _split_heads(k, num_heads, "keys").astype(jnp.float32), axis=-1)
+                    for k in keys], axis=-1) * scale
 
 
 def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Array],
@@ -301,38 +313,24 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
     ``(mixed [B, *positions, D], weights [B, *positions, heads, T])`` (weights float32).
   """
   fn = "per_token_depth_attention"
-  d = query.shape[-1]
-  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, *P, N, d)
-  scale = 1.0 / math.sqrt(d // num_heads)
-  if _is_sequence(keys):
-    t = len(keys)
-    if not t or not _is_sequence(values) or len(values) != t \
-        or any(a.shape != query.shape for a in tuple(keys) + tuple(values)):
-      raise ValueError(f"{fn}: expected query [B, *P, D] and keys/values sequences of T arrays [B, *P, D]; got "
-                       f"query {query.shape}, keys {[tuple(a.shape) for a in keys]}, values "
-                       f"{[tuple(a.shape) for a in values] if _is_sequence(values) else values.shape}")
-    mask = _check_mask(fn, mask, t)
-    logits = jnp.stack([jnp.sum(q * _split_heads(k, num_heads, "keys").astype(jnp.float32), axis=-1)
-                        for k in keys], axis=-1) * scale  # (B, *P, N, T)
-    weights = _masked_softmax(logits, mask, axis=-1)  # (B, *P, N, T)
-    out = None
-    for i, v in enumerate(values):
-      v = _split_heads(v, num_heads, "values")  # (B, *P, N, d)
-      term = weights[..., i, None].astype(v.dtype) * v
-      out = term if out is None else out + term
-    return out.reshape(query.shape), weights
-  b, t = keys.shape[:2]
-  if keys.shape != values.shape or keys.shape[:1] + keys.shape[2:] != query.shape:
-    raise ValueError(f"{fn}: expected query [B, *P, D] and keys/values [B, T, *P, D]; "
-                     f"got query {query.shape}, keys {keys.shape}, values {values.shape}")
+  if not _is_sequence(keys):
+    if _is_sequence(values) or keys.shape != values.shape or keys.shape[:1] + keys.shape[2:] != query.shape:
+      raise ValueError(f"{fn}: expected query [B, *P, D] and keys/values [B, T, *P, D]; "
+                       f"got query {query.shape}, keys {keys.shape}, values {jnp.shape(values)}")
+    keys, values = _unstack(keys), _unstack(values)
+  t = len(keys)
+  if not t or not _is_sequence(values) or len(values) != t \
+      or any(a.shape != query.shape for a in tuple(keys) + tuple(values)):
+    raise ValueError(f"{fn}: expected query [B, *P, D] and keys/values sequences of T arrays [B, *P, D]; got "
+                     f"query {query.shape}, keys {[tuple(a.shape) for a in keys]}, values "
+                     f"{[tuple(a.shape) for a in values] if _is_sequence(values) else values.shape}")
   mask = _check_mask(fn, mask, t)
-  k = _split_heads(keys, num_heads, "keys").astype(jnp.float32)  # (B, T, *P, N, d)
-  v = _split_heads(values, num_heads, "values")  # (B, T, *P, N, d)
-  logits = jnp.sum(q[:, None] * k, axis=-1) * scale  # (B, T, *P, N)
-  weights = _masked_softmax(logits, mask.reshape((1, t) + (1,) * (logits.ndim - 2)), axis=1)  # (B, T, *P, N)
-  out = jnp.sum(weights.astype(v.dtype)[..., None] * v, axis=1)  # (B, *P, N, d)
-  out = out.reshape(query.shape)
-  return out, jnp.moveaxis(weights, 1, -1)  # (B, *P, N, T)
+  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, *P, N, d)
+  logits = _slot_logits(q, keys, num_heads, 1.0 / math.sqrt(query.shape[-1] // num_heads))  # (B, *P, N, T)
+  weights = _masked_softmax(logits, mask, axis=-1)  # (B, *P, N, T)
+  values = [_split_heads(v, num_heads, "values") for v in values]  # T x (B, *P, N, d)
+  out = _sum_slots(weights[..., i, None].astype(v.dtype) * v for i, v in enumerate(values))
+  return out.reshape(query.shape), weights
 
 
 def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Array],
@@ -364,39 +362,29 @@ def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Arra
     ``(mixed [B, *positions, C], weights [B, heads, T])`` (weights float32).
   """
   fn = "pooled_depth_attention"
-  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, N, d)
-  c = query.shape[-1]
-  scale = 1.0 / math.sqrt(c // num_heads) if scale is None else scale
-  if _is_sequence(keys):
-    t = len(keys)
-    if not t or query.ndim != 2 or not _is_sequence(values) or len(values) != t \
-        or any(k.shape != query.shape for k in keys) \
-        or any(v.shape[:1] + v.shape[-1:] != query.shape or v.shape != values[0].shape for v in values):
-      raise ValueError(f"{fn}: expected query [B, C] and sequences of T keys [B, C] and T values [B, *P, C]; got "
-                       f"query {query.shape}, keys {[tuple(k.shape) for k in keys]}, values "
-                       f"{[tuple(v.shape) for v in values] if _is_sequence(values) else values.shape}")
-    mask = _check_mask(fn, mask, t)
-    logits = jnp.stack([jnp.sum(q * _split_heads(k, num_heads, "keys").astype(jnp.float32), axis=-1)
-                        for k in keys], axis=-1) * scale  # (B, N, T)
-    weights = _masked_softmax(logits, mask, axis=-1)  # (B, N, T)
-    out = None
-    for i, v in enumerate(values):
-      v = _split_heads(v, num_heads, "values")  # (B, *P, N, d)
-      w = weights[..., i].astype(v.dtype)  # (B, N)
-      term = w.reshape(w.shape[:1] + (1,) * (v.ndim - 3) + w.shape[1:] + (1,)) * v
-      out = term if out is None else out + term
-    return out.reshape(values[0].shape), weights
-  b, t, c = keys.shape
-  if query.shape != (b, c) or values.shape[:2] != (b, t) or values.shape[-1] != c:
-    raise ValueError(f"{fn}: expected query [B, C], keys [B, T, C], values [B, T, *P, C]; "
-                     f"got query {query.shape}, keys {keys.shape}, values {values.shape}")
+  if not _is_sequence(keys):
+    b, t, c = keys.shape
+    if query.shape != (b, c) or _is_sequence(values) or values.shape[:2] != (b, t) or values.shape[-1] != c:
+      raise ValueError(f"{fn}: expected query [B, C], keys [B, T, C], values [B, T, *P, C]; "
+                       f"got query {query.shape}, keys {keys.shape}, values {jnp.shape(values)}")
+    keys, values = _unstack(keys), _unstack(values)
+  t = len(keys)
+  if not t or query.ndim != 2 or not _is_sequence(values) or len(values) != t \
+      or any(k.shape != query.shape for k in keys) \
+      or any(v.shape[:1] + v.shape[-1:] != query.shape or v.shape != values[0].shape for v in values):
+    raise ValueError(f"{fn}: expected query [B, C] and sequences of T keys [B, C] and T values [B, *P, C]; got "
+                     f"query {query.shape}, keys {[tuple(k.shape) for k in keys]}, values "
+                     f"{[tuple(v.shape) for v in values] if _is_sequence(values) else values.shape}")
   mask = _check_mask(fn, mask, t)
-  k = _split_heads(keys, num_heads, "keys").astype(jnp.float32)  # (B, T, N, d)
-  logits = jnp.einsum("bnd,btnd->bnt", q, k) * scale
-  weights = _masked_softmax(logits, mask[None, None, :], axis=-1)  # (B, N, T)
-  v = _split_heads(values, num_heads, "values")  # (B, T, *P, N, d)
-  out = jnp.einsum("bnt,bt...nd->b...nd", weights.astype(values.dtype), v)
-  return out.reshape(out.shape[:-2] + (c,)), weights
+  c = query.shape[-1]
+  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, N, d)
+  scale = 1.0 / math.sqrt(c // num_heads) if scale is None else scale
+  weights = _masked_softmax(_slot_logits(q, keys, num_heads, scale), mask, axis=-1)  # (B, N, T)
+  values_shape = values[0].shape
+  values = [_split_heads(v, num_heads, "values") for v in values]  # T x (B, *P, N, d)
+  per_slot = weights.reshape(weights.shape[:1] + (1,) * (values[0].ndim - 3) + weights.shape[1:])  # (B, *1, N, T)
+  out = _sum_slots(per_slot[..., i, None].astype(v.dtype) * v for i, v in enumerate(values))
+  return out.reshape(values_shape), weights
 
 
 def mrla_light_step(prev: jax.Array, query: jax.Array, key: jax.Array, value: jax.Array, lam: jax.Array, *,

@@ -187,7 +187,7 @@ class GlimpseTask:
     if self.sleep_weight > 0:
       sleep_rngs = dict(rngs, glimpse=jax.random.fold_in(rngs["glimpse"], 1))
       if self.sleep_labels == "dreamed":
-        sleep = self._dreamed_sleep_loss(apply_fn, variables, images, labels, k, sleep_rngs)
+        sleep = self._dreamed_sleep_loss(apply_fn, variables, images, k, sleep_rngs)
       else:
         s_logits, s_inter = apply_fn(variables, images, labels, train=True, sample="prior",
                                      num_samples=k, rngs=sleep_rngs)
@@ -198,20 +198,21 @@ class GlimpseTask:
     metrics["loss"] = loss
     return loss, metrics
 
-  def _dreamed_sleep_loss(self, apply_fn, variables, images, labels, k, rngs):
+  def _dreamed_sleep_loss(self, apply_fn, variables, images, k, rngs):
     """The classical sleep phase: ``-mean log q(a_k | y~_k, x)``, ``a_k ~ p(a | x)``, ``y~_k ~ p(y | a_k, x)``.
 
     The K trajectories of every image are one batch of ``K * B`` (the images
-    repeated), so that each can carry its own dreamed label; the second pass
-    reuses the first pass's RNG, hence the same prior draws (the prior does not
-    read the label), and only evaluates q at the dreamed labels.
+    repeated), so that each can carry its own dreamed label. The first pass
+    has no labels, so it skips q; the second reuses its RNG, hence the same
+    prior draws (the prior does not read the label), and evaluates q at the
+    dreamed labels.
     """
     tiled = jnp.tile(images, (k,) + (1,) * (images.ndim - 1))  # (K*B, H, W, C)
-    logits, _ = apply_fn(variables, tiled, jnp.tile(labels, k), train=True, sample="prior", rngs=rngs)
+    logits, _ = apply_fn(variables, tiled, None, train=True, sample="prior", rngs=rngs)
     dream_key = jax.random.fold_in(rngs["glimpse"], 2)
     dreamed = jax.random.categorical(dream_key, jax.lax.stop_gradient(logits.astype(jnp.float32)))  # (K*B,)
     _, inter = apply_fn(variables, tiled, dreamed, train=True, sample="prior", rngs=rngs)
-    log_q = inter["log_proposal"].sum(-1).reshape((k,) + labels.shape)  # (K, B)
+    log_q = inter["log_proposal"].sum(-1).reshape((k, images.shape[0]))  # (K, B)
     return stochastic.rws_sleep_loss(log_q)
 
   def train_loss(self, apply_fn, variables, batch, *, rngs, mutable=()):

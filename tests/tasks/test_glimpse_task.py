@@ -100,6 +100,8 @@ def test_dreamed_sleep_reuses_the_prior_draws_with_other_labels():
   _, b = model.apply({"params": params}, batch["image"], (batch["label"] + 3) % 10, sample="prior", rngs=rngs)
   chex.assert_trees_all_close(a["samples"], b["samples"])
   assert float(jnp.abs(a["log_proposal"] - b["log_proposal"]).max()) > 1e-3  # q evaluated at each label
+  _, unlabelled = model.apply({"params": params}, batch["image"], None, sample="prior", rngs=rngs)
+  chex.assert_trees_all_close(unlabelled["samples"], a["samples"])  # the first pass runs without labels
 
 
 def test_eval_sums_deterministic_and_sampled():
