@@ -79,7 +79,8 @@ def parse_mixer(spec):
   return name, kwargs
 
 
-def bench_mixer(spec, depth, batch, reps, loop, dtype):
+def make_step(spec, depth, batch, dtype):
+  """(jitted SGD step on a random batch, initial state, parameter count) for mixer ``spec``."""
   mixer, mixer_kwargs = parse_mixer(spec)
   model = models.get_model("cifar_resnet", num_classes=10, depth=depth, mixer=mixer, mixer_kwargs=mixer_kwargs,
                            dtype=dtype)
@@ -102,13 +103,57 @@ def bench_mixer(spec, depth, batch, reps, loop, dtype):
     updates, o = tx.update(g, o, p)
     return optax.apply_updates(p, updates), s, o
 
-  state = (params, stats, tx.init(params))
+  return step, (params, stats, tx.init(params)), param_count(params)
+
+
+def bench_interleaved(specs, depth, batch, rounds, loop, dtype, log=print):
+  """Every mixer compiled first, then ``rounds`` rounds timing each mixer in turn (``loop`` steps each).
+
+  Slow drifts of the machine (clocks warming up, a busy host) then fall on every
+  mixer alike; each mixer's time is the median over the rounds, and its ratio is
+  to the first spec's median.
+  """
+  runs = []
+  for spec in specs:
+    step, state, n_params = make_step(spec, depth, batch, dtype)
+    t0 = time.perf_counter()
+    state = step(state)
+    jax.block_until_ready(state)
+    runs.append({"spec": spec, "step": step, "state": state, "params": n_params,
+                 "compile_s": time.perf_counter() - t0, "times": []})
+    log(f"depth {depth:3d} {spec:28s} compiled in {runs[-1]['compile_s']:.1f} s")
+  for r in runs:
+    for _ in range(3):
+      r["state"] = r["step"](r["state"])
+    jax.block_until_ready(r["state"])
+  for _ in range(rounds):
+    for r in runs:
+      state, step = r["state"], r["step"]
+      t = time.perf_counter()
+      for _ in range(loop):
+        state = step(state)
+      jax.block_until_ready(state)
+      r["times"].append((time.perf_counter() - t) / loop)
+      r["state"] = state
+  base = statistics.median(runs[0]["times"])
+  rows = []
+  for r in runs:
+    sec = statistics.median(r["times"])
+    rows.append({"mixer": r["spec"], "depth": depth, "params": r["params"], "step_ms": sec * 1e3,
+                 "images_per_s": batch / sec, "compile_s": r["compile_s"], "ratio_vs_residual": sec / base,
+                 "round_ms": [t * 1e3 for t in r["times"]], "interleaved_rounds": rounds})
+    del r["state"]
+  return rows
+
+
+def bench_mixer(spec, depth, batch, reps, loop, dtype):
+  step, state, n_params = make_step(spec, depth, batch, dtype)
   t0 = time.perf_counter()
   state = step(state)
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t0
   sec = time_fn(step, state, reps, loop)
-  return {"mixer": spec, "depth": depth, "params": param_count(params), "step_ms": sec * 1e3,
+  return {"mixer": spec, "depth": depth, "params": n_params, "step_ms": sec * 1e3,
           "images_per_s": batch / sec, "compile_s": compile_s}
 
 
@@ -181,6 +226,9 @@ def main():
   ap.add_argument("--mixers", default=";".join(MIXERS),
                   help="';'-separated mixer specs, the first the baseline (name or name:key=value,...)")
   ap.add_argument("--tag", default="", help="suffix of the JSON file name")
+  ap.add_argument("--interleave", type=int, default=0,
+                  help="> 0: compile every mixer first, then time them in turn for this many rounds "
+                       "(medians; robust to drift) instead of one after the other")
   ap.add_argument("--quick", action="store_true")
   args = ap.parse_args()
   if args.quick:
@@ -199,28 +247,20 @@ def main():
       path.parent.mkdir(parents=True, exist_ok=True)
       path.write_text(json.dumps(result, indent=2))
 
+  result["interleave"] = args.interleave
+  result["xla_flags"] = os.environ.get("XLA_FLAGS", "")
   for depth in (int(d) for d in args.depths.split(",")):
-    base = None
-    for i, mixer in enumerate(args.mixers.split(";")):
-      r = bench_mixer(mixer, depth, args.batch, args.reps, args.loop, dtype)
-      base = r["step_ms"] if i == 0 else base
-      r["ratio_vs_residual"] = r["step_ms"] / base
-      add(r)
-      print(f"depth {depth:3d} {mixer:12s} {r['params']:>9,d} params  {r['step_ms']:8.3f} ms/step  "
-            f"x{r['ratio_vs_residual']:.3f}  (compile {r['compile_s']:.1f} s)", flush=True)
-    # The baseline once more at the end: a GPU that was still clocking up (or autotuning) during the first
-    # row would otherwise inflate the baseline and flatter every ratio. Ratios against the faster of the
-    # two baseline timings are stored as 'ratio_vs_best_baseline'.
-    first = args.mixers.split(";")[0]
-    again = bench_mixer(first, depth, args.batch, args.reps, args.loop, dtype)
-    again["mixer"] = f"{first} (again)"
-    best = min(base, again["step_ms"])
-    again["ratio_vs_residual"] = again["step_ms"] / base
-    add(again)
-    print(f"depth {depth:3d} {first + ' again':12s} {again['step_ms']:8.3f} ms/step (first {base:.3f})", flush=True)
-    for row in result["rows"]:
-      if row["depth"] == depth:
-        row["ratio_vs_best_baseline"] = row["step_ms"] / best
+    if args.interleave:
+      rows = bench_interleaved(args.mixers.split(";"), depth, args.batch, args.interleave, args.loop, dtype,
+                               log=lambda m: print(m, flush=True))
+      for r in rows:
+        add(r)
+        print(f"depth {depth:3d} {r['mixer']:28s} {r['params']:>9,d} params  {r['step_ms']:8.3f} ms/step  "
+              f"x{r['ratio_vs_residual']:.3f}  (rounds {min(r['round_ms']):.3f}..{max(r['round_ms']):.3f})",
+              flush=True)
+      base = rows[0]["step_ms"]
+    else:
+      base = _sequential(args, depth, dtype, add, result["rows"])
     if torch is not None and torch.cuda.is_available() and not args.quick:
       r = bench_torch(depth, args.batch, args.reps, args.loop)
       r["ratio_vs_residual"] = r["step_ms"] / base
@@ -232,6 +272,32 @@ def main():
     path.write_text(json.dumps(result, indent=2))
     print("wrote", path)
   return result
+
+
+def _sequential(args, depth, dtype, add, rows):
+  """Each mixer compiled and timed in turn, then the baseline timed again; returns the first baseline time."""
+  base = None
+  for i, mixer in enumerate(args.mixers.split(";")):
+    r = bench_mixer(mixer, depth, args.batch, args.reps, args.loop, dtype)
+    base = r["step_ms"] if i == 0 else base
+    r["ratio_vs_residual"] = r["step_ms"] / base
+    add(r)
+    print(f"depth {depth:3d} {mixer:12s} {r['params']:>9,d} params  {r['step_ms']:8.3f} ms/step  "
+          f"x{r['ratio_vs_residual']:.3f}  (compile {r['compile_s']:.1f} s)", flush=True)
+  # The baseline once more at the end: a GPU that was still clocking up (or autotuning) during the first
+  # row would otherwise inflate the baseline and flatter every ratio. Ratios against the faster of the
+  # two baseline timings are stored as 'ratio_vs_best_baseline'.
+  first = args.mixers.split(";")[0]
+  again = bench_mixer(first, depth, args.batch, args.reps, args.loop, dtype)
+  again["mixer"] = f"{first} (again)"
+  best = min(base, again["step_ms"])
+  again["ratio_vs_residual"] = again["step_ms"] / base
+  add(again)
+  print(f"depth {depth:3d} {first + ' again':12s} {again['step_ms']:8.3f} ms/step (first {base:.3f})", flush=True)
+  for row in rows:
+    if row["depth"] == depth:
+      row["ratio_vs_best_baseline"] = row["step_ms"] / best
+  return base
 
 
 if __name__ == "__main__":
