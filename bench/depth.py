@@ -61,17 +61,22 @@ except ImportError:
 MIXERS = ("residual", "dense", "aila1", "aila2", "mrla_base", "mrla_light")
 
 
-def time_fn(step, state, reps, loop):
-  for _ in range(3):
+def run_steps(step, state, n):
+  """``n`` steps of ``step``, synchronised at the end: ``(state, seconds per step)``."""
+  t = time.perf_counter()
+  for _ in range(n):
     state = step(state)
   jax.block_until_ready(state)
+  return state, (time.perf_counter() - t) / n
+
+
+def time_fn(step, state, reps, loop):
+  """Median over ``reps`` loops of ``loop`` steps (after 3 warm-up steps) of the time per step."""
+  state, _ = run_steps(step, state, 3)
   times = []
   for _ in range(reps):
-    t = time.perf_counter()
-    for _ in range(loop):
-      state = step(state)
-    jax.block_until_ready(state)
-    times.append((time.perf_counter() - t) / loop)
+    state, sec = run_steps(step, state, loop)
+    times.append(sec)
   return statistics.median(times)
 
 
@@ -112,7 +117,7 @@ def make_step(spec, depth, batch, dtype):
   return step, (params, stats, tx.init(params)), param_count(params)
 
 
-def bench_interleaved(specs, depth, batch, rounds, loop, dtype, log=print):
+def bench_interleaved(specs, depth, batch, rounds, loop, dtype):
   """Every mixer compiled first, then ``rounds`` rounds timing each mixer in turn (``loop`` steps each).
 
   Slow drifts of the machine (clocks warming up, a busy host) then fall on every
@@ -122,25 +127,16 @@ def bench_interleaved(specs, depth, batch, rounds, loop, dtype, log=print):
   runs = []
   for spec in specs:
     step, state, n_params = make_step(spec, depth, batch, dtype)
-    t0 = time.perf_counter()
-    state = step(state)
-    jax.block_until_ready(state)
-    runs.append({"spec": spec, "step": step, "state": state, "params": n_params,
-                 "compile_s": time.perf_counter() - t0, "times": []})
-    log(f"depth {depth:3d} {spec:28s} compiled in {runs[-1]['compile_s']:.1f} s")
+    state, compile_s = run_steps(step, state, 1)
+    runs.append({"spec": spec, "step": step, "state": state, "params": n_params, "compile_s": compile_s,
+                 "times": []})
+    print(f"depth {depth:3d} {spec:28s} compiled in {compile_s:.1f} s", flush=True)
   for r in runs:
-    for _ in range(3):
-      r["state"] = r["step"](r["state"])
-    jax.block_until_ready(r["state"])
+    r["state"], _ = run_steps(r["step"], r["state"], 3)
   for _ in range(rounds):
     for r in runs:
-      state, step = r["state"], r["step"]
-      t = time.perf_counter()
-      for _ in range(loop):
-        state = step(state)
-      jax.block_until_ready(state)
-      r["times"].append((time.perf_counter() - t) / loop)
-      r["state"] = state
+      r["state"], sec = run_steps(r["step"], r["state"], loop)
+      r["times"].append(sec)
   base = statistics.median(runs[0]["times"])
   rows = []
   for r in runs:
@@ -154,10 +150,7 @@ def bench_interleaved(specs, depth, batch, rounds, loop, dtype, log=print):
 
 def bench_mixer(spec, depth, batch, reps, loop, dtype):
   step, state, n_params = make_step(spec, depth, batch, dtype)
-  t0 = time.perf_counter()
-  state = step(state)
-  jax.block_until_ready(state)
-  compile_s = time.perf_counter() - t0
+  state, compile_s = run_steps(step, state, 1)
   sec = time_fn(step, state, reps, loop)
   return {"mixer": spec, "depth": depth, "params": n_params, "step_ms": sec * 1e3,
           "images_per_s": batch / sec, "compile_s": compile_s}
@@ -257,8 +250,7 @@ def main():
   result["xla_flags"] = os.environ.get("XLA_FLAGS", "")
   for depth in (int(d) for d in args.depths.split(",")):
     if args.interleave:
-      rows = bench_interleaved(args.mixers.split(";"), depth, args.batch, args.interleave, args.loop, dtype,
-                               log=lambda m: print(m, flush=True))
+      rows = bench_interleaved(args.mixers.split(";"), depth, args.batch, args.interleave, args.loop, dtype)
       for r in rows:
         add(r)
         print(f"depth {depth:3d} {r['mixer']:28s} {r['params']:>9,d} params  {r['step_ms']:8.3f} ms/step  "

@@ -32,7 +32,6 @@ import pathlib
 import re
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -40,7 +39,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from depth import MIXERS, make_step  # noqa: E402  (bench/depth.py)
+from depth import MIXERS, make_step, run_steps  # noqa: E402  (bench/depth.py)
 
 _SKIP = {"parameter", "get-tuple-element", "tuple", "bitcast", "constant", "after-all", "partition-id",
          "replica-id", "opt-barrier"}
@@ -99,38 +98,28 @@ def device_kernels(events) -> tuple[list[tuple[str, float]], str]:
 
 def profile(spec, depth, batch, dtype, loop, trace):
   step, state, n_params = make_step(spec, depth, batch, dtype)
-  compiled = step.lower(state).compile()
-  row = {"mixer": spec, "depth": depth, "batch": batch, "params": n_params,
-         "hlo_ops": op_kinds(compiled.as_text())}
+  step = step.lower(state).compile()  # compiled once: its HLO is counted and it runs the steps below
+  row = {"mixer": spec, "depth": depth, "batch": batch, "params": n_params, "hlo_ops": op_kinds(step.as_text())}
   row["hlo_ops_total"] = sum(row["hlo_ops"].values())
-  for _ in range(5):
-    state = step(state)
-  jax.block_until_ready(state)
-  t = time.perf_counter()
-  for _ in range(loop):
-    state = step(state)
-  jax.block_until_ready(state)
-  row["wall_ms"] = (time.perf_counter() - t) / loop * 1e3
+  state, _ = run_steps(step, state, 5)
+  state, sec = run_steps(step, state, loop)
+  row["wall_ms"] = sec * 1e3
   if trace:
     with tempfile.TemporaryDirectory() as d:
       with jax.profiler.trace(d, create_perfetto_trace=True):
-        for _ in range(loop):
-          state = step(state)
-        jax.block_until_ready(state)
+        state, _ = run_steps(step, state, loop)
       events = _trace_events(pathlib.Path(d))
-    if events:
-      kernels, threads = device_kernels(events)
-      if kernels:
-        by_name = collections.defaultdict(lambda: [0, 0.0])
-        for name, dur in kernels:
-          by_name[name][0] += 1
-          by_name[name][1] += dur
-        row["kernels_per_step"] = len(kernels) / loop
-        row["busy_ms"] = sum(d for _, d in kernels) / loop / 1e3
-        row["streams"] = threads
-        row["top_kernels"] = [{"name": n[:120], "per_step": c / loop, "us_per_step": us / loop}
-                              for n, (c, us) in sorted(by_name.items(), key=lambda kv: -kv[1][1])[:25]]
-  del state
+    kernels, threads = device_kernels(events) if events else ([], "")
+    if kernels:
+      by_name = collections.defaultdict(lambda: [0, 0.0])
+      for name, dur in kernels:
+        by_name[name][0] += 1
+        by_name[name][1] += dur
+      row["kernels_per_step"] = len(kernels) / loop
+      row["busy_ms"] = sum(d for _, d in kernels) / loop / 1e3
+      row["streams"] = threads
+      row["top_kernels"] = [{"name": n[:120], "per_step": c / loop, "us_per_step": us / loop}
+                            for n, (c, us) in sorted(by_name.items(), key=lambda kv: -kv[1][1])[:25]]
   return row
 
 

@@ -109,7 +109,7 @@ def main():
     return time.perf_counter() - start > args.budget_s
 
   if "cifar" not in args.skip:
-    for spec, seed in [(m, int(sd)) for sd in str(args.seed).split(",") for m in args.mixers.split(",")]:
+    for spec, seed in [(m, int(sd)) for sd in args.seed.split(",") for m in args.mixers.split(",")]:
       mixer, _, ep = spec.partition("@")
       epochs = int(ep) if ep else args.epochs
       if over_budget():
@@ -133,12 +133,12 @@ def main():
       r = train_and_evaluate(config, run_dir)
       wall = time.perf_counter() - t
       params = _params_from_log(run_dir)
-      first = r.get("first_step_seconds")
+      first = r["first_step_seconds"]  # a fresh workdir: this run trained
       row = {"mixer": mixer, "depth": args.depth, "epochs": epochs, "seed": seed,
              "overrides": args.set, "steps": r["step"],
              "test_accuracy": r["eval/accuracy"], "test_loss": r["eval/loss"],
              "train_seconds": r["train_seconds"], "first_step_seconds": first,
-             "train_seconds_after_first_step": r["train_seconds"] - first if first is not None else None,
+             "train_seconds_after_first_step": r["train_seconds"] - first,
              "wall_seconds": wall, "params": params}
       result["cifar"].append(row)
       print("CIFAR", json.dumps(row), flush=True)
