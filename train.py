@@ -5,6 +5,10 @@ r"""Trains and evaluates a model from a config.
 
 Running again with the same --workdir resumes from its latest checkpoint. The
 logic lives in aila_jax.train, importable from a notebook.
+
+Exit codes: 0 done; 2 a bad config, override or data file (one message on
+stderr, no traceback); 143 stopped by SIGTERM after saving a checkpoint (run the
+same command to resume).
 """
 
 import os
@@ -16,8 +20,9 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+_DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parent / "configs" / "default.py")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", str(pathlib.Path(__file__).resolve().parent / "configs" / "default.py"),
+    "config", _DEFAULT_CONFIG,
     "Training config (a file with get_config()); override fields with --config.key=value.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics "
@@ -27,14 +32,18 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and m
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  from aila_jax import cli  # pylint: disable=g-import-not-at-top
   from aila_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
   workdir = _WORKDIR.value
   if workdir is None:
     name = pathlib.Path(flags.FLAGS["config"].config_filename.split(":")[0]).stem
     workdir = os.path.join("runs", name)
   logging.set_verbosity(logging.WARNING)
-  train_and_evaluate(_CONFIG.value, workdir)
+  result = cli.run_or_exit(train_and_evaluate, _CONFIG.value, workdir)
+  if result.get("preempted"):
+    sys.exit(cli.EXIT_PREEMPTED)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from aila_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=lambda argv: _cli.parse_flags_or_exit(argv, _DEFAULT_CONFIG))

@@ -28,9 +28,10 @@ _AVERAGE = flags.DEFINE_integer("average_last", 0, "Average the last N checkpoin
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  from aila_jax import cli  # pylint: disable=g-import-not-at-top
   from aila_jax.tasks import seq2seq  # pylint: disable=g-import-not-at-top
-  result = seq2seq.bleu_from_workdir(
-      _CONFIG.value, _WORKDIR.value, split=_SPLIT.value, beam_sizes=[int(b) for b in _BEAMS.value],
+  result = cli.run_or_exit(
+      seq2seq.bleu_from_workdir, _CONFIG.value, _WORKDIR.value, split=_SPLIT.value, beam_sizes=[int(b) for b in _BEAMS.value],
       alpha=_ALPHA.value, batch_size=_BATCH.value, average_last=_AVERAGE.value)
   print(json.dumps({k: ({kk: vv for kk, vv in v.items() if kk != "examples"} if isinstance(v, dict) else v)
                     for k, v in result.items()}, indent=2))
@@ -38,4 +39,5 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  from aila_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=_cli.parse_flags_or_exit)

@@ -21,6 +21,7 @@ import dataclasses
 import io
 import os
 import pathlib
+import zipfile
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -129,6 +130,21 @@ def _load_cifar10(path: pathlib.Path, split: str) -> ArraySource:
   return ArraySource({"image": x, "label": y.astype(np.int64)}, name=f"cifar10:{split}")
 
 
+def load_local_file(spec: DatasetSpec, path: pathlib.Path, split: str) -> ArraySource:
+  """``spec.load_local(path, split)``, with a file that cannot be read (truncated, not an archive)
+  reported as a :class:`DataError` naming the file, its size and what was expected."""
+  try:
+    return spec.load_local(path, split)
+  except DataError:
+    raise
+  except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+    size = path.stat().st_size if path.exists() else 0
+    raise DataError(
+        f"{path}: cannot be read as the {spec.name!r} offline file ({type(e).__name__}: {e}); expected "
+        f"{spec.local_file}, a numpy .npz archive as described in the data folder's README; found "
+        f"{size:,} bytes (a truncated or partial copy?)") from None
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         name="mnist", tfds_name="mnist", splits=("train", "test"), image_shape=(28, 28, 1),
@@ -174,7 +190,8 @@ def get_source(name: str, split: str, *, data_dir: str | os.PathLike | None = No
   root = resolve_data_dir(data_dir)
   if kind not in ("auto", "local", "tfds"):
     raise ConfigError(f"config.data_source: expected 'auto', 'local' or 'tfds', got {kind!r}")
-  if kind == "auto":
+  auto = kind == "auto"
+  if auto:
     kind = "local" if root is not None and (root / spec.local_file).exists() else "tfds"
   if kind == "local":
     if root is None:
@@ -187,10 +204,15 @@ def get_source(name: str, split: str, *, data_dir: str | os.PathLike | None = No
     path = root / spec.local_file
     if not path.exists():
       raise ConfigError(f"config.data_dir: {str(root)!r} holds no {spec.local_file} for dataset {name!r}")
-    return spec.load_local(path, split)
+    return load_local_file(spec, path, split)
   # TFDS: TensorFlow is not needed for data_source (array_record files).
   if root is not None and not root.is_dir():
     raise ConfigError(f"config.data_dir: {str(root)!r} is not a directory")
+  if auto and root is not None and not download and not (root / spec.tfds_name).is_dir():
+    raise DataError(
+        f"config.data_dir: {str(root)!r} holds neither {spec.local_file} (the offline copy of {name!r}) "
+        f"nor a TFDS-prepared {spec.tfds_name}/ folder; put {spec.local_file} there, point config.data_dir "
+        f"(or ${DATA_DIR_ENV}) at the folder that holds it, or set --config.tfds_download=True online.")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
     return tfds.data_source(spec.tfds_name, split=split, data_dir=None if root is None else str(root),

@@ -17,7 +17,41 @@ import time
 from typing import Any
 
 from absl import logging
+import numpy as np
 import orbax.checkpoint as ocp
+
+from aila_jax.errors import ConfigError, DataError
+
+
+class IncompatibleCheckpointError(ConfigError):
+  """A readable checkpoint whose tree or shapes do not match the state of the current config."""
+
+
+class UnreadableCheckpointError(DataError):
+  """No checkpoint of the folder could be read; none was moved."""
+
+
+def _path_str(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _shapes(tree: Any) -> dict[str, tuple]:
+  leaves = __import__("jax").tree_util.tree_flatten_with_path(
+      tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))[0]
+  return {_path_str(p): tuple(np.shape(v)) for p, v in leaves}
+
+
+def tree_differences(saved: Any, target: Any, *, limit: int = 12) -> list[str]:
+  """Human-readable differences between a checkpoint's tree (metadata) and the target tree:
+  arrays only in one of them and arrays whose shapes differ (at most ``limit`` lines)."""
+  a, b = _shapes(saved), _shapes(target)
+  lines = [f"{k}: in the checkpoint {a[k]}, in this config's state {b[k]}"
+           for k in sorted(a.keys() & b.keys()) if a[k] != b[k]]
+  lines += [f"{k}: in the checkpoint {a[k]}, not in this config's state" for k in sorted(a.keys() - b.keys())]
+  lines += [f"{k}: in this config's state {b[k]}, not in the checkpoint" for k in sorted(b.keys() - a.keys())]
+  if len(lines) > limit:
+    lines = lines[:limit] + [f"... and {len(lines) - limit} more"]
+  return lines
 
 
 class Checkpointer:
@@ -31,7 +65,8 @@ class Checkpointer:
   def _make_manager(self) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
                                            enable_async_checkpointing=False)
-    return ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data"))
+    handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -49,20 +84,51 @@ class Checkpointer:
         state=ocp.args.StandardRestore(target_tree), data=ocp.args.JsonRestore()))
     return restored["state"], restored["data"]
 
+  def saved_tree(self, step: int) -> Any:
+    """The tree (shapes and dtypes) of checkpoint ``step``'s state, read from its metadata only."""
+    meta = self._manager.item_metadata(step)["state"]
+    return getattr(meta, "tree", meta)
+
   def restore_latest(self, target_tree: Any) -> tuple[int, Any, dict] | None:
-    """Restores the newest readable checkpoint; None if there is none."""
+    """Restores the newest readable checkpoint; None if the folder holds none.
+
+    Raises :class:`IncompatibleCheckpointError` (before anything is moved) when
+    a readable checkpoint's tree or shapes differ from ``target_tree``, and
+    :class:`UnreadableCheckpointError` (moving nothing) when none is readable.
+    Unreadable ones newer than the restored one are moved to
+    ``corrupt_checkpoints/``.
+    """
+    unreadable: list[tuple[int, str]] = []
     for step in sorted(self._manager.all_steps(), reverse=True):
+      meta_error = None
+      try:
+        saved = self.saved_tree(step)
+      except Exception as e:  # pylint: disable=broad-except
+        saved, meta_error = None, e
+      if saved is not None:
+        diff = tree_differences(saved, target_tree)
+        if diff:
+          raise IncompatibleCheckpointError(
+              f"the checkpoint at step {step} in {self.directory} does not fit the model and optimizer "
+              "this config builds (the config changed since it was written):\n  " + "\n  ".join(diff))
       try:
         tree, data = self.restore(step, target_tree)
       except Exception as e:  # pylint: disable=broad-except
-        moved = self._quarantine(step)
-        logging.warning("Checkpoint at step %d in %s is unreadable (%s: %s); moved it to %s and "
-                        "falling back to the previous checkpoint.", step, self.directory,
-                        type(e).__name__, str(e)[:300], moved)
-        print(f"WARNING: checkpoint at step {step} is unreadable ({type(e).__name__}); "
-              f"moved to {moved}; falling back to the previous one.", flush=True)
+        err = meta_error or e
+        unreadable.append((step, f"{type(err).__name__}: {str(err)[:300]}"))
+        logging.warning("Checkpoint at step %d in %s is unreadable (%s).", step, self.directory, unreadable[-1][1])
+        print(f"WARNING: checkpoint at step {step} is unreadable ({type(err).__name__}); "
+              "falling back to the previous one.", flush=True)
         continue
+      for bad, _ in unreadable:
+        moved = self._quarantine(bad)
+        print(f"WARNING: moved the unreadable checkpoint at step {bad} to {moved}.", flush=True)
       return step, tree, data
+    if unreadable:
+      raise UnreadableCheckpointError(
+          f"no checkpoint in {self.directory} could be read; nothing was moved or deleted:\n  " +
+          "\n  ".join(f"step {st}: {msg}" for st, msg in unreadable) +
+          "\nMove the folder aside (or use a new --workdir) to start from step 0.")
     return None
 
   def _quarantine(self, step: int) -> pathlib.Path:

@@ -139,3 +139,55 @@ def apply_override(config, item: str) -> None:
       raise ConfigError(f"override {item!r}: config has no key {'.'.join(parents[:i + 1])!r}")
     node = node[part]
   node[leaf] = value
+
+
+def _flatten_json(d: Any, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  if isinstance(d, dict):
+    for k, v in d.items():
+      out.update(_flatten_json(v, f"{prefix}{k}."))
+  else:
+    out[prefix[:-1]] = d
+  return out
+
+
+def _config_dict(config) -> dict:
+  import json  # pylint: disable=g-import-not-at-top
+  return json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") else dict(config)
+
+
+def describe_config_changes(saved_json, config) -> str:
+  """Lines naming the config keys whose values differ between ``saved_json`` (a workdir's
+  ``config.json``) and ``config``; an empty string when the file is missing or unreadable."""
+  import json  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(saved_json)
+  try:
+    old = _flatten_json(json.loads(path.read_text()))
+  except (OSError, ValueError):
+    return ""
+  new = _flatten_json(_config_dict(config))
+  keys = sorted(k for k in old.keys() | new.keys() if old.get(k, "<unset>") != new.get(k, "<unset>"))
+  if not keys:
+    return f"{path} holds the same config values.\n"
+  lines = [f"  config.{k}: {old.get(k, '<unset>')!r} when the checkpoint was written, now "
+           f"{new.get(k, '<unset>')!r}" for k in keys[:12]]
+  if len(keys) > 12:
+    lines.append(f"  ... and {len(keys) - 12} more")
+  return f"Config keys that differ from {path}:\n" + "\n".join(lines) + "\n"
+
+
+def write_config_json(workdir, config) -> None:
+  """Writes ``workdir/config.json``; an earlier one with other values is kept as ``config.<n>.json``."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(workdir) / "config.json"
+  text = config.to_json_best_effort(indent=2)
+  if path.exists():
+    old = path.read_text()
+    if old == text:
+      return
+    n = 1
+    while (path.parent / f"config.{n}.json").exists():
+      n += 1
+    path.rename(path.parent / f"config.{n}.json")
+  path.write_text(text)

@@ -12,6 +12,7 @@ from typing import Mapping
 import numpy as np
 
 METRICS_FILE = "metrics.jsonl"
+RESUME_KEY = "resumed_from_step"  # the marker row a resumed run appends (MetricWriter.mark_resume)
 
 
 def _to_py(v):
@@ -35,23 +36,31 @@ class MetricWriter:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._tb = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
 
-  def truncate_after(self, step: int) -> None:
-    """Drops rows logged after ``step`` (the work a resumed run redoes)."""
+  def mark_resume(self, step: int) -> None:
+    """Appends a resume marker: the rows this run writes replace those logged after ``step``.
+
+    ``metrics.jsonl`` is only ever appended to, so the rows of an interrupted
+    (or an earlier, finished) run stay in the file; :func:`read_metrics` gives
+    the history as the latest run sees it (rows after a marker's step written
+    before the marker are superseded). A fresh run in a workdir with old rows
+    marks step 0.
+    """
     if not self.enabled or not self.path.exists():
       return
-    rows = [line for line in self.path.read_text().splitlines() if line.strip()]
-    kept = []
-    for line in rows:
-      try:
-        if json.loads(line)["step"] <= step:
-          kept.append(line)
-      except (json.JSONDecodeError, KeyError):
-        continue  # a half-written last line of a killed run
-    self.path.write_text("".join(l + "\n" for l in kept))
+    with self.path.open("rb+") as f:
+      f.seek(0, 2)
+      if f.tell():
+        f.seek(-1, 2)
+        if f.read(1) != b"\n":  # a half-written last line of a killed run: end it
+          f.write(b"\n")
+    with self.path.open("a") as f:
+      f.write(json.dumps({"step": int(step), RESUME_KEY: int(step)}) + "\n")
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     if not self.enabled:
       return
+    if RESUME_KEY in metrics:
+      raise ValueError(f"metric name {RESUME_KEY!r} is reserved for resume markers")
     row = {"step": int(step), **{k: _to_py(v) for k, v in metrics.items()}}
     with self.path.open("a") as f:
       f.write(json.dumps(row) + "\n")
@@ -66,10 +75,33 @@ class MetricWriter:
       self._tb.close()
 
 
-def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
-  """The rows of ``workdir/metrics.jsonl`` as dicts (for notebooks and tests)."""
+def read_metrics(workdir: str | pathlib.Path, *, raw: bool = False) -> list[dict]:
+  """The rows of ``workdir/metrics.jsonl`` as dicts (for notebooks and tests).
+
+  By default, the history as the latest run sees it: at each resume marker
+  (:meth:`MetricWriter.mark_resume`) the rows logged after the marker's step
+  by earlier runs are dropped, and the markers themselves are left out; lines
+  that are not JSON (a half-written last line of a killed run) are skipped.
+  ``raw=True``: every parsable row in file order, markers included.
+  """
   path = pathlib.Path(workdir) / METRICS_FILE
-  return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+  if not path.exists():
+    return []
+  rows = []
+  for line in path.read_text().splitlines():
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    if not isinstance(row, dict) or "step" not in row:
+      continue
+    if not raw and RESUME_KEY in row:
+      rows = [r for r in rows if r["step"] <= row[RESUME_KEY]]
+      continue
+    rows.append(row)
+  return rows
 
 
 def _fmt_duration(seconds: float) -> str:

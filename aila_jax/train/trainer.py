@@ -176,25 +176,36 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
 
   state = _build_state(model, tx, task, dataset.example, config.seed, mesh)
   if pi == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     print(f"model {config.model_name}: {param_count(state.params):,} parameters; "
           f"{jax.device_count()} device(s) ({jax.devices()[0].platform}); mesh {dict(mesh.shape)}",
           flush=True)
 
+  # restore first: a checkpoint that does not fit this config stops the run before anything is written
   ckpt = checkpoint.Checkpointer(workdir / "checkpoints", keep=config.get("keep_checkpoints", 3))
-  writer = metrics_lib.MetricWriter(workdir, enabled=pi == 0)
   data_iter = pipeline.make_iterator(train_ds, worker_count=config.get("worker_count", 0))
-  restored = ckpt.restore_latest(state.to_checkpoint())
+  try:
+    restored = ckpt.restore_latest(state.to_checkpoint())
+  except checkpoint.IncompatibleCheckpointError as e:
+    ckpt.close()
+    raise checkpoint.IncompatibleCheckpointError(
+        f"{e}\n{config_check.describe_config_changes(workdir / 'config.json', config)}"
+        f"Nothing in {workdir} was changed. Run with the config that wrote it, or a new --workdir.") from None
+  except Exception:
+    ckpt.close()
+    raise
+  if pi == 0:
+    config_check.write_config_json(workdir, config)
+  writer = metrics_lib.MetricWriter(workdir, enabled=pi == 0)
   if restored is not None:
     step0, tree, data_state = restored
     state = state.from_checkpoint(tree)
     data_iter.set_state(data_state["iterator"])
-    writer.truncate_after(step0)
+    writer.mark_resume(step0)
     if pi == 0:
       print(f"resumed from the checkpoint at step {step0} in {ckpt.directory}", flush=True)
   else:
     step0 = 0
-    writer.truncate_after(0)
+    writer.mark_resume(0)
 
   repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   p_train = jax.jit(functools.partial(train_step, task=task, schedule=schedule),

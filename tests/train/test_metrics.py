@@ -5,16 +5,26 @@ import json
 from aila_jax.train import metrics
 
 
-def test_jsonl_rows_and_truncate(tmp_path):
+def test_jsonl_is_append_only_and_resume_markers_supersede_later_rows(tmp_path):
   w = metrics.MetricWriter(tmp_path, tensorboard=False)
   for s in (10, 20, 30):
     w.write(s, {"train/loss": 1.0 / s})
   with (tmp_path / metrics.METRICS_FILE).open("a") as f:
     f.write('{"step": 40, "train/lo')  # half-written line of a killed run
-  w.truncate_after(20)
+  before = (tmp_path / metrics.METRICS_FILE).read_text()
+  w.mark_resume(20)  # a run resumed from the checkpoint at step 20 redoes 30 and 40
+  w.write(30, {"train/loss": 0.5})
+  text = (tmp_path / metrics.METRICS_FILE).read_text()
+  assert text.startswith(before), "earlier rows must never be rewritten"
   rows = metrics.read_metrics(tmp_path)
-  assert [r["step"] for r in rows] == [10, 20]
-  assert rows[1]["train/loss"] == 0.05
+  assert [(r["step"], r["train/loss"]) for r in rows] == [(10, 0.1), (20, 0.05), (30, 0.5)]
+  raw = metrics.read_metrics(tmp_path, raw=True)
+  assert [r["step"] for r in raw] == [10, 20, 30, 20, 30]  # the old step 30 and the marker are kept
+  assert raw[3] == {"step": 20, metrics.RESUME_KEY: 20}
+  w.mark_resume(0)  # a fresh run in the same workdir: nothing earlier is part of its history
+  w.write(5, {"train/loss": 2.0})
+  assert [r["step"] for r in metrics.read_metrics(tmp_path)] == [5]
+  assert len(metrics.read_metrics(tmp_path, raw=True)) == 7
 
 
 def test_tensorboard_event_file_written(tmp_path):
