@@ -11,6 +11,7 @@ from aila_jax.models.transformer import EncoderDecoder, TransformerClassifier
 from aila_jax.models.depth_backbones import CifarResNet, DepthLSTM, DepthMLP
 from aila_jax.models.depth_text import DepthTextMLP, DepthTransformerClassifier, LSTMClassifier
 from aila_jax.models.ram import RAM, WSRAM
+from aila_jax.models.dla import MODELS as DLA_FAMILY
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
@@ -25,6 +26,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "lstm_classifier": LSTMClassifier,
     "ram": RAM,
     "wsram": WSRAM,
+    **DLA_FAMILY,  # dla34 ... dla169, dla34_cifar, dla34_up, cifar_dla
 }
 
 

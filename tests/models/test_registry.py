@@ -43,6 +43,20 @@ PINNED_ELSEWHERE = {
     "depth_text_mlp": "tests/models/test_depth_text.py",
     "depth_transformer_classifier": "tests/models/test_depth_text.py",
     "lstm_classifier": "tests/models/test_depth_text.py",
+    # Deep Layer Aggregation: counts checked without building the big ones (jax.eval_shape)
+    "dla34": "tests/models/test_dla.py",
+    "dla46_c": "tests/models/test_dla.py",
+    "dla46x_c": "tests/models/test_dla.py",
+    "dla60x_c": "tests/models/test_dla.py",
+    "dla60": "tests/models/test_dla.py",
+    "dla60x": "tests/models/test_dla.py",
+    "dla102": "tests/models/test_dla.py",
+    "dla102x": "tests/models/test_dla.py",
+    "dla102x2": "tests/models/test_dla.py",
+    "dla169": "tests/models/test_dla.py",
+    "dla34_cifar": "tests/models/test_dla.py",
+    "dla34_up": "tests/models/test_dla.py",
+    "cifar_dla": "tests/models/test_dla.py",
 }
 
 
