@@ -147,6 +147,8 @@ class _Mixer(nn.Module):
   drop_path: float = 0.0        # stochastic depth rate (see the module docstring)
   norm: str = "batch"           # MRLA branch norm: 'batch' (CNN), 'layer' (sequences), 'none'
   dtype: Any = jnp.float32
+  skip: bool = False            # ELA: reuse the previous block's retrieval (SKIPPABLE mixers; set per block)
+  skip_append: bool = True      # ELA, MRLA-base: a skipped block still appends its own key/value
 
   uses_history = False           # does the buffer hold every earlier layer ('x'), or only x_{t-1} ('prev')?
 
@@ -212,6 +214,24 @@ class _Mixer(nn.Module):
   def _dp(self, x, train):
     return drop_path(self, x, self.drop_path, train=train)
 
+  def _full(self) -> bool:
+    """Whether this call computes its own attention: always unless skipped (and at init, for the params)."""
+    return not self.skip or self.is_initializing()
+
+  def _reused(self, name: str, buffer: Buffer) -> tuple[jax.Array, jax.Array]:
+    """ELA skip: the previous block's retrieval and distribution, carried in the buffer."""
+    if name not in SKIPPABLE:
+      raise ConfigError(f"config.model.skip_layers: mixer {name!r} has no distribution over depth to skip; "
+                        f"the mixers that have one are {list(SKIPPABLE)}")
+    if self.skip_append is not True and name != "mrla_base":
+      raise ConfigError(f"config.model.mixer_kwargs.skip_append: only 'mrla_base' keeps a key/value cache; "
+                        f"{name!r}'s buffer holds the layer outputs, which a skipped block still produces "
+                        f"(leave skip_append=True)")
+    if "retrieval" not in buffer:
+      raise ConfigError(f"config.model.skip_layers: block {self.layer} of a stage cannot be skipped: no "
+                        "earlier block of the stage has a retrieval to reuse (block 1 never can)")
+    return buffer["retrieval"], buffer["weights"]
+
 
 class NoMixer(_Mixer):
   r""":math:`x_t = \phi(h_t)`: a plain stack (no skip connection)."""
@@ -274,14 +294,16 @@ class AILA1Mixer(_Mixer):
       return jnp.zeros(shape, dtype) if self.normalization == "softmax" else jnp.ones(shape, dtype)
 
     logits = self.param("depth_logits", init, (depth,))
-    mask = depth_attn.depth_mask(layer, depth, include_input=self.include_input or layer == 1)
-    weights = depth_attn.normalize_depth_weights(logits, mask, self.normalization)  # (T,)
+    if self._full():
+      mask = depth_attn.depth_mask(layer, depth, include_input=self.include_input or layer == 1)
+      weights = depth_attn.normalize_depth_weights(logits, mask, self.normalization)  # (T,)
+      retrieval = self._mix(weights, buffer, self.include_input or layer == 1)
+    if self.skip:  # ELA: reuse block t-1's mix (no weighted sum over the slots)
+      retrieval, weights = self._reused("aila1", buffer)
     self.sow("intermediates", "depth_weights", weights)
-    mix = self._mix(weights, buffer, self.include_input or layer == 1)
-    if self.residual:
-      mix = mix + self._prev(buffer)
+    mix = retrieval + self._prev(buffer) if self.residual else retrieval
     x = self._act(self._dp(h, train) + mix)
-    return x, self._write(buffer, x), weights
+    return x, dict(self._write(buffer, x), retrieval=retrieval, weights=weights), weights
 
 
 class AILA2Mixer(_Mixer):
@@ -314,6 +336,18 @@ class AILA2Mixer(_Mixer):
     if width % self.num_heads:
       raise ConfigError(f"config.model.mixer_kwargs.num_heads: aila2 needs the width {width} to be divisible "
                         f"by num_heads={self.num_heads}")
+    if self._full():
+      mix, weights = self._attend(h, buffer)
+    if self.skip:  # ELA: reuse block t-1's retrieval (no query-key attention over the slots)
+      mix, weights = self._reused("aila2", buffer)
+    self.sow("intermediates", "depth_weights", weights)
+    out = mix + self._prev(buffer) if self.residual else mix
+    x = self._act(self._dp(h, train) + out)
+    return x, dict(self._write(buffer, x), retrieval=mix, weights=weights), weights
+
+  def _attend(self, h, buffer: Buffer):
+    """The query-key attention over the readable slots: ``(mix [B, *P, D] in h.dtype, weights [B, N, T])``."""
+    width = h.shape[-1]
     sl = depth_attn.readable_slots(self.layer, self.depth, include_input=self.include_input or self.layer == 1)
     xs = buffer["x"][sl]  # |V_t| slots [B, *P, D]: the readable layers only
     u = h if self.query == "block" else self._prev(buffer)
@@ -339,12 +373,7 @@ class AILA2Mixer(_Mixer):
       mix, weights = depth_attn.per_token_depth_attention(q, k, vs, num_heads=self.num_heads)
       weights = weights.mean(axis=pos_axes) if pos_axes else weights  # (B, N, |V_t|)
     weights = depth_attn.pad_depth(weights, sl, self.depth)  # (B, N, T)
-    self.sow("intermediates", "depth_weights", weights)
-    mix = mix.astype(h.dtype)
-    if self.residual:
-      mix = mix + self._prev(buffer)
-    x = self._act(self._dp(h, train) + mix)
-    return x, self._write(buffer, x), weights
+    return mix.astype(h.dtype), weights
 
 
 def depthwise_conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -463,16 +492,29 @@ class MRLABaseMixer(_MRLAMixer):
     heads = _heads_for("mrla_base", h.shape[-1], self.dim_per_head)
     prev = buffer["prev"]
     o = self._act(h + prev)
-    q, k, v = self._projections(o)
-    keys = tuple(buffer["k"]) + (k.astype(prev.dtype),)  # slots 1 .. t
-    values = tuple(buffer["v"]) + (v.astype(prev.dtype),)
-    sl = depth_attn.readable_slots(self.layer, self.depth, include_input=False, include_current=True)
-    att, weights = depth_attn.pooled_depth_attention(q, [a.astype(q.dtype) for a in keys],
-                                                     [a.astype(q.dtype) for a in values], num_heads=heads)
-    weights = depth_attn.pad_depth(weights, sl, self.depth)
+    append = not self.skip or self.skip_append  # ELA: a skipped block may still cache its key/value
+    if self._full() or append:
+      q, k, v = self._projections(o)
+    keys = tuple(buffer["k"]) + ((k.astype(prev.dtype),) if append else (None,))  # slots 1 .. t
+    values = tuple(buffer["v"]) + ((v.astype(prev.dtype),) if append else (None,))
+    if self._full():
+      att, weights = self._attend(q, keys, values, heads)
+    if self.skip:  # ELA: reuse block t-1's retrieval (no query-key attention over the cache)
+      att, weights = self._reused("mrla_base", buffer)
     self.sow("intermediates", "depth_weights", weights)
     x = o + self._dp(self._act(self._norm(att.astype(o.dtype), train)), train)
-    return x, {"prev": x, "k": keys, "v": values}, weights
+    return x, {"prev": x, "k": keys, "v": values, "retrieval": att, "weights": weights}, weights
+
+  def _attend(self, q, keys, values, heads):
+    """Softmax attention over the cached slots ``1 .. t`` (``None``: a skipped block that cached nothing)."""
+    present = [i for i, a in enumerate(keys) if a is not None]
+    att, w = depth_attn.pooled_depth_attention(q, [keys[i].astype(q.dtype) for i in present],
+                                               [values[i].astype(q.dtype) for i in present], num_heads=heads)
+    if len(present) == len(keys):
+      sl = depth_attn.readable_slots(self.layer, self.depth, include_input=False, include_current=True)
+      return att, depth_attn.pad_depth(w, sl, self.depth)
+    slots = jnp.asarray([1 + i for i in present])  # cache position i holds slot i + 1
+    return att, jnp.zeros(w.shape[:-1] + (self.depth,), w.dtype).at[..., slots].set(w)
 
 
 class MRLALightMixer(_MRLAMixer):
@@ -499,6 +541,8 @@ class MRLALightMixer(_MRLAMixer):
     return x, self._write(buffer, x), None
 
 
+SKIPPABLE = ("aila1", "aila2", "mrla_base")  # mixers with a distribution over depth (ELA may skip their retrieval)
+
 MIXERS: dict[str, type[_Mixer]] = {
     "none": NoMixer,
     "residual": ResidualMixer,
@@ -521,7 +565,7 @@ def check_mixer_kwargs(name: str, kwargs: dict) -> None:
   """Unknown options of mixer ``name`` -> ConfigError naming ``config.model.mixer_kwargs``."""
   cls = mixer_class(name)
   fields = {f for f in cls.__dataclass_fields__} - {"parent", "name", "layer", "depth", "activation",
-                                                      "drop_path", "norm", "dtype"}
+                                                      "drop_path", "norm", "dtype", "skip"}
   unknown = sorted(set(kwargs) - fields)
   if unknown:
     raise ConfigError(f"config.model.mixer_kwargs: mixer {name!r} takes no option(s) {unknown}; "

@@ -47,7 +47,7 @@ def test_interface_shapes_and_buffer_write(name):
   x, new_buf, w, _, _ = _run(name, 3, h, buf)
   chex.assert_shape(x, (B, P, D))
   chex.assert_tree_all_finite(x)
-  assert set(new_buf) == set(buf)
+  assert set(new_buf) - {"retrieval", "weights"} == set(buf)  # + what an ELA-skipped next block reuses
   for key in set(buf) - {"prev"}:  # the per-slot tuples grow by the slot this layer writes
     assert isinstance(new_buf[key], tuple) and len(new_buf[key]) == len(buf[key]) + 1, key
     for old, new in zip(buf[key], new_buf[key]):
