@@ -26,6 +26,15 @@ of outputs (classes, or the forecast horizon for regression). ``zero_head``
 (``DepthMLP``, ``DepthLSTM``; default False) starts the linear head at zero,
 so an untrained model outputs exactly 0 (for forecasting with
 ``target='change'``, exactly the naive last-value forecast).
+
+**ELA** (arXiv 2503.06473, reconstructed from its abstract; :mod:`aila_jax.train.ela`): every backbone
+takes ``skip_layers``, a tuple of block names ``'stage_s/block_t'`` (``s`` the 0-based stage, the
+``stage_s`` of ``intermediates['depth_weights']``; ``t`` the 1-based block, its mixer's layer; the MLP
+and LSTM have one stage), whose mixers reuse the previous block's retrieval instead of computing their
+attention (only mixers with a distribution over depth, :data:`aila_jax.nn.depth.SKIPPABLE`; never
+block 1). The skip set is static: the parameter tree does not depend on it, so a changed set means a
+recompiled step, not new parameters. ``ela_stats=True`` adds ``intermediates['ela_kl']``, a flat dict
+``{'stage_s/block_t': mean adjacent KL}`` (:func:`ela_kl`).
 """
 
 from __future__ import annotations
@@ -33,10 +42,77 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
+from aila_jax.attention import redundancy
 from aila_jax.errors import ConfigError
 from aila_jax.nn import depth as depth_nn
+
+KL_CAP = 1e4  # an infinite adjacent KL (a float32 softmax weight underflowed to 0) is reported as this
+
+
+def layer_name(stage: int, block: int) -> str:
+  """The name of block ``block`` (1-based, = its mixer's layer) of stage ``stage`` (0-based): ``'stage_s/block_t'``."""
+  return f"stage_{stage}/block_{block}"
+
+
+def check_skip_layers(skip_layers, *, mixer: str, blocks_per_stage: Sequence[int]) -> frozenset:
+  """``config.model.skip_layers`` as a set of ``(stage, block)``, checked: clear ConfigErrors for names that
+  do not exist (the valid ones listed), a mixer with no distribution over depth (the ones that have one
+  named), and block 1 of a stage (no earlier retrieval to reuse)."""
+  if isinstance(skip_layers, str):
+    raise ConfigError(f"config.model.skip_layers: expected a tuple of names like 'stage_1/block_3', got the "
+                      f"string {skip_layers!r} (write ('{skip_layers}',))")
+  names = tuple(skip_layers or ())
+  if not names:
+    return frozenset()
+  if mixer not in depth_nn.SKIPPABLE:
+    raise ConfigError(f"config.model.skip_layers: mixer {mixer!r} has no distribution over depth, so it has no "
+                      f"retrieval to skip; the mixers that have one are {list(depth_nn.SKIPPABLE)}")
+  valid = {layer_name(s, t): (s, t) for s, n in enumerate(blocks_per_stage) for t in range(1, n + 1)}
+  unknown = [n for n in names if n not in valid]
+  if unknown:
+    raise ConfigError(f"config.model.skip_layers: no block(s) {unknown} in this model; the blocks are "
+                      f"{list(valid)}")
+  first = [n for n in names if valid[n][1] == 1]
+  if first:
+    raise ConfigError(f"config.model.skip_layers: {first} cannot be skipped: block 1 of a stage has no earlier "
+                      "retrieval to reuse")
+  return frozenset(valid[n] for n in names)
+
+
+def check_ela(mixer: str, ela_stats: bool, support: str) -> None:
+  """``ela_stats`` needs a mixer with a distribution over depth and a known KL support."""
+  if ela_stats and mixer not in depth_nn.SKIPPABLE:
+    raise ConfigError(f"config.ela.enabled: ELA measures and skips layer-attention distributions, but mixer "
+                      f"{mixer!r} (config.model.mixer) has none; the mixers that have one are "
+                      f"{list(depth_nn.SKIPPABLE)}")
+  if support not in redundancy.SUPPORTS:
+    raise ConfigError(f"config.ela.kl_support: expected one of {redundancy.SUPPORTS}, got {support!r}")
+
+
+def ela_kl(weights: list, inter: dict, *, stage: int, mixer: str, mixer_kwargs: Mapping, depth: int,
+           support: str = "pad") -> None:
+  r"""Adds ``inter['ela_kl']['stage_s/block_t']``: the mean over batch (and heads) of the adjacent KL
+  :math:`\mathrm{KL}(P_{t-1} \oplus 0 \| P_t)` (:func:`aila_jax.attention.redundancy.adjacent_kl`) for
+  each block :math:`t \ge 2` whose slots extend block :math:`t-1`'s by one, under ``stop_gradient``.
+
+  ``weights`` are the stage's per-layer distributions as the mixers return them (padded to ``depth``
+  slots; ``[T]`` for AILA-1, ``[B, heads, T]`` for AILA-2, where ``per_token`` weights are already the
+  position average, and MRLA-base). An ELA-skipped block returns its predecessor's distribution, so its
+  own KL is 0. Infinite values (an underflowed softmax weight) are reported as :data:`KL_CAP`.
+  """
+  out = inter.setdefault("ela_kl", {})
+  for t in range(2, len(weights) + 1):
+    a = depth_nn.mixer_readable_slots(mixer, t - 1, depth, dict(mixer_kwargs))
+    b = depth_nn.mixer_readable_slots(mixer, t, depth, dict(mixer_kwargs))
+    if b.start != a.start or b.stop != a.stop + 1:
+      continue  # e.g. AILA with include_input=False: block 1 reads x_0, block 2 reads x_1 only
+    p_prev = jax.lax.stop_gradient(weights[t - 2].astype(jnp.float32))[..., a]
+    p_next = jax.lax.stop_gradient(weights[t - 1].astype(jnp.float32))[..., b]
+    kl = redundancy.adjacent_kl(p_prev, p_next, support=support)
+    out[layer_name(stage, t)] = jnp.minimum(jnp.mean(kl), KL_CAP)
 
 
 def _mixer_kwargs(name: str, kwargs: Mapping | None) -> dict:
@@ -129,6 +205,9 @@ class CifarResNet(nn.Module):
   mixer: str = "residual"
   mixer_kwargs: Any = None
   drop_path: float = 0.0
+  skip_layers: Sequence[str] = ()  # ELA: blocks 'stage_s/block_t' that reuse the previous retrieval
+  ela_stats: bool = False          # ELA: intermediates['ela_kl'] (adjacent-layer KLs)
+  ela_kl_support: str = "pad"      # ELA: redundancy.adjacent_kl's support, 'pad' or 'renormalize'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -138,6 +217,8 @@ class CifarResNet(nn.Module):
       raise ValueError(f"cifar_resnet: expected images [B, H, W, C], got shape {x.shape}")
     mixer_cls = depth_nn.mixer_class(self.mixer)
     mkw = _mixer_kwargs(self.mixer, self.mixer_kwargs)
+    check_ela(self.mixer, self.ela_stats, self.ela_kl_support)
+    skips = check_skip_layers(self.skip_layers, mixer=self.mixer, blocks_per_stage=(n,) * len(self.widths))
     branch_cls = BasicBranch if self.block == "basic" else BottleneckBranch
     inter: dict = {}
     x = nn.relu(_ConvBN(self.widths[0], 3, 1, self.dtype, name="stem")(x.astype(self.dtype), train))
@@ -153,10 +234,13 @@ class CifarResNet(nn.Module):
         h = branch_cls(width, stride if t == 1 else 1, self.dtype, name=f"stage{s}_block{t}")(x, train)
         mixer = depth_nn.make_mixer(self.mixer, layer=t, depth=n + 1, activation="relu",
                                     drop_path=self.drop_path, norm="batch", dtype=self.dtype,
-                                    name=f"stage{s}_mixer{t}", **mkw)
+                                    name=f"stage{s}_mixer{t}", skip=(s, t) in skips, **mkw)
         x, buffer, w = mixer(h, buffer, train=train)
         weights.append(w)
       _collect(weights, inter, f"stage_{s}")
+      if self.ela_stats:
+        ela_kl(weights, inter, stage=s, mixer=self.mixer, mixer_kwargs=mkw, depth=n + 1,
+               support=self.ela_kl_support)
       inter[f"stage_{s}"] = x
     x = x.mean(axis=(1, 2))  # (B, C)
     inter["features"] = x
@@ -175,6 +259,9 @@ class DepthMLP(nn.Module):
   drop_path: float = 0.0
   dropout_rate: float = 0.0
   zero_head: bool = False
+  skip_layers: Sequence[str] = ()  # ELA: blocks 'stage_0/block_t' that reuse the previous retrieval
+  ela_stats: bool = False          # ELA: intermediates['ela_kl'] (adjacent-layer KLs)
+  ela_kl_support: str = "pad"      # ELA: redundancy.adjacent_kl's support, 'pad' or 'renormalize'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -183,6 +270,8 @@ class DepthMLP(nn.Module):
       raise ConfigError(f"config.model.depth: expected an int >= 1, got {self.depth}")
     mixer_cls = depth_nn.mixer_class(self.mixer)
     mkw = _mixer_kwargs(self.mixer, self.mixer_kwargs)
+    check_ela(self.mixer, self.ela_stats, self.ela_kl_support)
+    skips = check_skip_layers(self.skip_layers, mixer=self.mixer, blocks_per_stage=(self.depth,))
     x = x.reshape((x.shape[0], -1)).astype(self.dtype)  # (B, F)
     x = nn.Dense(self.width, dtype=self.dtype, name="embed")(x)  # (B, D)
     buffer = mixer_cls.init_buffer(x, self.depth + 1)
@@ -194,11 +283,14 @@ class DepthMLP(nn.Module):
       h = nn.Dense(self.width, dtype=self.dtype, name=f"fc{t}_b")(h)
       mixer = depth_nn.make_mixer(self.mixer, layer=t, depth=self.depth + 1, activation="none",
                                   drop_path=self.drop_path, norm="layer", dtype=self.dtype,
-                                  name=f"mixer{t}", **mkw)
+                                  name=f"mixer{t}", skip=(0, t) in skips, **mkw)
       x, buffer, w = mixer(h, buffer, train=train)
       weights.append(w)
       inter[f"layer_{t}"] = x
     _collect(weights, inter, "stage_0")
+    if self.ela_stats:
+      ela_kl(weights, inter, stage=0, mixer=self.mixer, mixer_kwargs=mkw, depth=self.depth + 1,
+             support=self.ela_kl_support)
     x = nn.LayerNorm(dtype=self.dtype, name="ln_out")(x)
     inter["features"] = x
     out = _head(self.num_classes, self.zero_head, self.dtype)(x)
@@ -215,6 +307,9 @@ class DepthLSTM(nn.Module):
   layer_norm: bool = False
   drop_path: float = 0.0
   zero_head: bool = False
+  skip_layers: Sequence[str] = ()  # ELA: blocks 'stage_0/block_t' that reuse the previous retrieval
+  ela_stats: bool = False          # ELA: intermediates['ela_kl'] (adjacent-layer KLs)
+  ela_kl_support: str = "pad"      # ELA: redundancy.adjacent_kl's support, 'pad' or 'renormalize'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -227,6 +322,8 @@ class DepthLSTM(nn.Module):
       raise ValueError(f"depth_lstm: expected sequences [B, L, F] (or [B, L]), got shape {x.shape}")
     mixer_cls = depth_nn.mixer_class(self.mixer)
     mkw = _mixer_kwargs(self.mixer, self.mixer_kwargs)
+    check_ela(self.mixer, self.ela_stats, self.ela_kl_support)
+    skips = check_skip_layers(self.skip_layers, mixer=self.mixer, blocks_per_stage=(self.depth,))
     x = nn.Dense(self.width, dtype=self.dtype, name="embed")(x.astype(self.dtype))  # (B, L, D)
     buffer = mixer_cls.init_buffer(x, self.depth + 1)
     inter, weights = {}, []
@@ -235,10 +332,13 @@ class DepthLSTM(nn.Module):
       h = nn.RNN(nn.OptimizedLSTMCell(self.width, dtype=self.dtype), name=f"lstm{t}")(h)  # (B, L, D)
       mixer = depth_nn.make_mixer(self.mixer, layer=t, depth=self.depth + 1, activation="none",
                                   drop_path=self.drop_path, norm="layer", dtype=self.dtype,
-                                  name=f"mixer{t}", **mkw)
+                                  name=f"mixer{t}", skip=(0, t) in skips, **mkw)
       x, buffer, w = mixer(h, buffer, train=train)
       weights.append(w)
     _collect(weights, inter, "stage_0")
+    if self.ela_stats:
+      ela_kl(weights, inter, stage=0, mixer=self.mixer, mixer_kwargs=mkw, depth=self.depth + 1,
+             support=self.ela_kl_support)
     x = x[:, -1]  # (B, D) the last time step
     inter["features"] = x
     out = _head(self.num_classes, self.zero_head, self.dtype)(x)

@@ -572,6 +572,16 @@ def check_mixer_kwargs(name: str, kwargs: dict) -> None:
                       f"it takes {sorted(fields)}")
 
 
+def mixer_readable_slots(mixer: str, layer: int, depth: int, kwargs: dict | None = None) -> slice:
+  """The slots layer ``layer`` of mixer ``mixer`` attends over (its distribution's support when nothing is
+  skipped): ``1 .. t`` for MRLA-base (its cache, the current block included), else ``0 .. t-1``
+  (``1 .. t-1`` with ``include_input=False`` beyond layer 1)."""
+  if mixer == "mrla_base":
+    return depth_attn.readable_slots(layer, depth, include_input=False, include_current=True)
+  include_input = bool((kwargs or {}).get("include_input", True)) or layer == 1
+  return depth_attn.readable_slots(layer, depth, include_input=include_input)
+
+
 def make_mixer(mixer: str, *, layer: int, depth: int, **kwargs) -> _Mixer:
   """Mixer ``mixer`` for layer ``layer`` of a stage whose buffer has ``depth`` slots.
 

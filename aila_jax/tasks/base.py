@@ -32,6 +32,18 @@ def apply_model(apply_fn, variables, inputs: tuple, *, train: bool, rngs=None, m
   return apply_fn(variables, *inputs, train=train, rngs=rngs), {}
 
 
+ELA_KL_PREFIX = "ela/kl/"  # step metrics 'ela/kl/stage_s/block_t' (logged as 'train/ela/kl/...')
+
+
+def ela_metrics(intermediates) -> dict:
+  """The model's adjacent-layer KLs (``intermediates['ela_kl']``, a dict ``{'stage_s/block_t': scalar}``
+  that ELA-enabled depth backbones return) as step metrics ``ela/kl/stage_s/block_t``; ``{}`` if absent.
+  What :mod:`aila_jax.train.ela`'s controller reads; the task looks at nothing else of the model."""
+  if not isinstance(intermediates, dict):
+    return {}
+  return {ELA_KL_PREFIX + name: value for name, value in (intermediates.get("ela_kl") or {}).items()}
+
+
 def check_task_kwargs(cls, config, *, task: str, reserved: tuple[str, ...]) -> dict:
   """``config.task_kwargs`` as a dict, checked against the dataclass fields of ``cls``.
 

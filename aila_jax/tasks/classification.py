@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aila_jax.tasks.base import apply_model, check_task_kwargs
+from aila_jax.tasks.base import apply_model, check_task_kwargs, ela_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +51,10 @@ class ClassificationTask:
     return loss, {"loss": loss, "accuracy": accuracy}
 
   def train_loss(self, apply_fn, variables, batch, *, rngs, mutable=()):
-    (logits, _), new_state = apply_model(apply_fn, variables, self.model_inputs(batch), train=True,
-                                         rngs=rngs, mutable=mutable)
+    (logits, inter), new_state = apply_model(apply_fn, variables, self.model_inputs(batch), train=True,
+                                             rngs=rngs, mutable=mutable)
     loss, metrics = self.loss_and_metrics(logits, batch)
-    return loss, metrics, new_state
+    return loss, {**metrics, **ela_metrics(inter)}, new_state
 
   def eval_sums(self, apply_fn, variables, batch, *, rngs=None):
     """Sums over real (``mask`` = 1) examples, to be added over batches and divided by ``count``."""
