@@ -114,7 +114,20 @@ def test_eval_sums_deterministic_and_sampled():
   logits, _ = model.apply(v, batch["image"], batch["label"])
   nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])[:3].sum()
   np.testing.assert_allclose(sums["loss"], nll, rtol=1e-5)
-  assert {"loss_sampled", "accuracy_sampled"} <= set(sums)
+  # the sampled prediction averages the class probabilities of K = 4 prior trajectories (numpy reference)
+  rngs = {"glimpse": jax.random.PRNGKey(0)}
+  s_logits, _ = model.apply(v, batch["image"], batch["label"], train=False, sample="prior", num_samples=4,
+                            rngs=rngs)
+  s_logits = np.asarray(s_logits, np.float64)  # (K, B, C)
+  assert s_logits.shape[0] == 4 and np.abs(s_logits[0] - s_logits[1]).max() > 1e-3  # different trajectories
+  probs = np.exp(s_logits - s_logits.max(-1, keepdims=True))
+  probs = (probs / probs.sum(-1, keepdims=True)).mean(0)  # (B, C): (1/K) sum_k p(y | a_k, x)
+  labels = np.asarray(batch["label"])
+  np.testing.assert_allclose(sums["loss_sampled"], -np.log(probs[np.arange(4), labels])[:3].sum(), rtol=1e-5)
+  np.testing.assert_allclose(sums["accuracy_sampled"], (probs.argmax(-1) == labels)[:3].sum())
+  one = np.exp(s_logits[0] - s_logits[0].max(-1, keepdims=True))
+  one = one / one.sum(-1, keepdims=True)
+  assert abs(float(sums["loss_sampled"]) + np.log(one[np.arange(4), labels])[:3].sum()) > 1e-4  # K matters
 
 
 def _config(**task_kwargs):
