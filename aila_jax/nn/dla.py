@@ -48,7 +48,7 @@ torch_default_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "un
 
 
 def torch_default_bias(fan_in: int) -> Callable:
-  """PyTorch's default bias init for a layer of ``fan_in`` inputs: :math:`U(-1/\sqrt{n}, 1/\sqrt{n})`."""
+  r"""PyTorch's default bias init for a layer of ``fan_in`` inputs: :math:`U(-1/\sqrt{n}, 1/\sqrt{n})`."""
   bound = 1.0 / math.sqrt(fan_in)
 
   def init(key, shape, dtype=jnp.float32):
