@@ -83,7 +83,10 @@ def _slots(stacked):
 
 
 class SequenceFormTest(chex.TestCase):
-  """Each function on a sequence of per-slot arrays equals it on the stacked ``[B, T, ...]`` array."""
+  """Input-form plumbing, not maths: the stacked ``[B, T, ...]`` form is split into its slots and runs the
+  same per-slot code, so these check the splitting, the mask and the readable-slot slice (equal to the
+  masked result once padded back), and dtypes. The maths is pinned by the numpy references below and in
+  tests/nn/test_mixer_references.py."""
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_mix_depth(self):

@@ -1,6 +1,5 @@
 """metrics.jsonl rows, truncation on resume, progress line."""
 import io
-import json
 
 from aila_jax.train import metrics
 
@@ -43,4 +42,3 @@ def test_progress_line_has_rate_and_eta():
   line = out.getvalue().strip()
   assert line.startswith("step 50/100 | loss 0.25 | accuracy 0.5 | 12.50 steps/s | ETA ")
   assert "grad_norm" not in line
-  json.dumps(line)
