@@ -50,6 +50,10 @@ ResNet, identity in the MLP/LSTM) and :math:`\mathrm{DP}` drop-path:
               \sum_{i \le t} \mathrm{softmax}_i(q_t k_i^\top/\sqrt d)\, v_i)))` over the stage's cache
 ``mrla_light`` :math:`o_t = \phi(h_t + x_{t-1})`, :math:`x_t = o_t + \mathrm{DP}(\mathrm{BN}(
               \lambda_t \odot x_{t-1} + \sigma(q_t k_t^\top/\sqrt d)\, v_t))`
+``dla``       :math:`o_t = \phi(h_t + x_{t-1})`; at an aggregation node :math:`x_t = \phi(\mathrm{N}(
+              W[o_t; x_{s_1}; \dots; x_{s_k}]) + [o_t])` (DLA's Root: concat, 1x1, norm, residual),
+              else :math:`x_t = o_t`; nodes and slots :math:`s_i` from ``grouping``: ``tree`` (DLA's
+              HDA binary tree, :func:`dla_root_slots`) or ``all`` (every earlier slot, every layer)
 ============  ================================================================================
 
 :math:`[x_{t-1}]` is present when ``residual=True``. Drop-path acts on the
@@ -541,6 +545,118 @@ class MRLALightMixer(_MRLAMixer):
     return x, self._write(buffer, x), None
 
 
+DLA_GROUPINGS = ("tree", "all")
+
+
+def _tree_sizes(n: int) -> list[int]:
+  """The complete binary trees a stage of ``n`` blocks is cut into: the powers of two of ``n``, largest first."""
+  return [1 << b for b in range(n.bit_length() - 1, -1, -1) if n >> b & 1]
+
+
+def dla_root_slots(layer: int, depth: int, grouping: str = "tree", include_input: bool = True
+                   ) -> tuple[int, ...] | None:
+  r"""The buffer slots that layer ``layer``'s aggregation node reads besides its own block output.
+
+  ``None`` when the layer has no node (``'tree'``, odd position in its tree:
+  the plain residual step). The order is the order of the concatenation (the
+  1x1 kernel's input rows), DLA's ``Root(x2, x1, *children)``.
+
+  * ``'all'``: :math:`(t-1, t-2, \dots, 0)` (without 0 when not
+    ``include_input``): a node over every earlier layer at every layer.
+  * ``'tree'``: hierarchical deep aggregation as in the official ``Tree``.
+    The stage's :math:`n` blocks are cut into complete binary trees of
+    :math:`2^L` blocks, largest first (the binary digits of :math:`n`:
+    ResNet-20's 3 blocks = 2 + 1, 9 = 8 + 1, 18 = 16 + 2). In a tree that
+    starts after slot :math:`s`, the block at position :math:`m = t - s` closes a
+    node when :math:`m` is even; with :math:`2^v` the largest power of two
+    dividing :math:`m`, the node reads the previous block :math:`t - 1`, the
+    tree's input :math:`s` if :math:`m = 2^L` (the tree's top node; DLA's
+    ``level_root``, here ``include_input``), and the earlier nodes
+    :math:`t - 2^{v-1}, \dots, t - 2` (the roots of the subtrees it closes,
+    outermost first). For 8 blocks: nodes at 2: (1), 4: (3, 2), 6: (5),
+    8: (7, 0, 4, 6), exactly the children that the official ``Tree(levels=3,
+    level_root=True)`` hands its roots.
+  """
+  n = depth - 1
+  if not 1 <= layer <= n:
+    raise ConfigError(f"config.model.mixer: depth mixer 'dla' at layer {layer} with a depth buffer of {depth} "
+                      f"slots; layers run from 1 to {n}")
+  if grouping not in DLA_GROUPINGS:
+    raise ConfigError(f"config.model.mixer_kwargs.grouping: expected one of {DLA_GROUPINGS}, got {grouping!r}")
+  if grouping == "all":
+    return tuple(range(layer - 1, -1 if include_input else 0, -1))
+  start = 0
+  for size in _tree_sizes(n):
+    if layer <= start + size:
+      break
+    start += size
+  m = layer - start
+  if m % 2:
+    return None
+  v = (m & -m).bit_length() - 1  # 2^v is the largest power of two dividing m
+  top = (start,) if include_input and m == size else ()
+  return (layer - 1,) + top + tuple(layer - 2 ** j for j in range(v - 1, 0, -1))
+
+
+class DLAMixer(_Mixer):
+  r"""Deep layer aggregation over depth (Yu et al., CVPR 2018): DLA's aggregation node as a mixer.
+
+  The block output is the residual step :math:`o_t = \phi(\mathrm{DP}(h_t) + x_{t-1})`
+  (DLA's blocks add their own shortcut). At a layer with a node,
+
+  .. math:: x_t = \phi\big(\mathrm{N}(W [o_t; x_{s_1}; \dots; x_{s_k}]) + [o_t]\big)
+
+  with :math:`s_1, \dots, s_k` = :func:`dla_root_slots` (``grouping``), the
+  concatenation on the channel axis, :math:`W` a ``Dense`` over channels (a
+  1x1 convolution on images; no bias unless ``norm='none'``; initialised
+  :math:`\mathcal N(0, 2/C)` like DLA's convolutions), :math:`\mathrm{N}` the
+  backbone's ``norm`` (BatchNorm in a CNN, LayerNorm on sequences and
+  vectors) and :math:`[o_t]` present when ``root_residual`` (DLA's
+  ``residual_root``). Elsewhere (``'tree'``, odd positions) :math:`x_t = o_t`.
+
+  Choices: ``grouping='tree'`` (default) is DLA's HDA tree; ``'all'`` puts a
+  node over every earlier slot at every layer (DenseNet-like, with a learned
+  1x1 fusion). ``include_input`` (default True) lets the top node of each tree
+  read the tree's input (DLA's ``level_root``, how stages are chained by IDA).
+  ``root_residual`` defaults to True (DLA-102 and deeper); DLA-34/60's roots
+  have none (``root_residual=False``). No distribution over depth, so ELA
+  cannot skip it.
+  """
+  grouping: str = "tree"
+  include_input: bool = True
+  root_residual: bool = True
+  uses_history = True
+
+  @nn.compact
+  def __call__(self, h, buffer: Buffer, *, train: bool = False):
+    self._check("dla", h, buffer)
+    slots = dla_root_slots(self.layer, self.depth, self.grouping, self.include_input)
+    o = self._act(self._dp(h, train) + self._prev(buffer))  # the block output
+    if slots is None:
+      x = o
+    else:
+      children = [o] + [buffer["x"][i].astype(o.dtype) for i in slots]
+      y = jnp.concatenate(children, axis=-1)  # (B, *P, (1 + k) C)
+      y = nn.Dense(h.shape[-1], use_bias=self.norm == "none", dtype=self.dtype,
+                   kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"), name="root")(y)
+      y = self._norm(y, train)
+      x = self._act(y + o if self.root_residual else y)
+    return x, self._write(buffer, x), None
+
+
+MRLA_INITS = ("official", "flax")
+
+
+def zero_init_last_bn(mixer: str, mixer_kwargs=None) -> bool:
+  """Whether a backbone's default starts the last BN of each residual branch at zero for ``mixer``.
+
+  True for the MRLA mixers with ``init='official'`` (their default): both official
+  MRLA ResNets (``zero_init_last_bn=True``) set the scale of each Bottleneck's
+  ``bn3`` to 0, so every block starts as its shortcut plus the MRLA branch.
+  """
+  return mixer in ("mrla_base", "mrla_light") and dict(mixer_kwargs or {}).get("init", "official") == "official"
+
+
 SKIPPABLE = ("aila1", "aila2", "mrla_base")  # mixers with a distribution over depth (ELA may skip their retrieval)
 
 MIXERS: dict[str, type[_Mixer]] = {
@@ -551,6 +667,7 @@ MIXERS: dict[str, type[_Mixer]] = {
     "aila2": AILA2Mixer,
     "mrla_base": MRLABaseMixer,
     "mrla_light": MRLALightMixer,
+    "dla": DLAMixer,
 }
 
 

@@ -59,7 +59,7 @@ def test_interface_shapes_and_buffer_write(name):
   if "k" in new_buf:
     chex.assert_shape(new_buf["k"][-1], (B, D))
     chex.assert_shape(new_buf["v"][-1], (B, P, D))
-  if name in ("none", "residual", "mrla_light"):
+  if name in ("none", "residual", "mrla_light", "dla"):
     assert w is None
   else:
     w = np.asarray(w)
