@@ -232,3 +232,17 @@ def test_dla_up_parameters_and_shapes():
   # the final up-sampling is frozen (dla_nn.bilinear_upsample, a constant): the model's parameters are the
   # backbone without fc, DLAUp and the 1x1 classifier
   assert sorted(v["params"]) == ["base", "dla_up", "fc"] and "fc" not in v["params"]["base"]
+
+
+def test_pytorch_initialisation():
+  """Convs N(0, 2 / (k^2 C_out)) not truncated (the official loop), fc bias U(+-1/sqrt(C)), BN 1 and 0."""
+  x = jnp.zeros((1, 8, 8, 64))
+  v = dla_nn.ConvBN(256, 3).init(jax.random.PRNGKey(0), x)
+  w = np.asarray(v["params"]["conv"]["kernel"]).ravel()  # 147,456 draws
+  std = np.sqrt(2 / (9 * 256))
+  assert abs(w.std() / std - 1) < 0.01 and abs(w.mean()) < 0.01 * std
+  assert abs(np.mean(np.abs(w) > 2 * std) - 0.0455) < 0.003  # normal tails (a truncated normal has none)
+  np.testing.assert_array_equal(v["params"]["bn"]["scale"], 1.0)
+  np.testing.assert_array_equal(v["params"]["bn"]["bias"], 0.0)
+  b = np.asarray(dla_nn.torch_default_bias(512)(jax.random.PRNGKey(1), (20000,)))
+  assert b.max() <= 1 / np.sqrt(512) and b.min() >= -1 / np.sqrt(512) and b.std() > 0.95 / np.sqrt(3 * 512)
