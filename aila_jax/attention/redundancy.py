@@ -206,8 +206,10 @@ def ebqm(kl: jax.Array, *, tau: float = 0.2, squash: str = "ratio", eps: float =
   if kl.ndim != 1 or kl.shape[0] < 1:
     raise ValueError(f"ebqm: expected per-layer KLs [L] with L >= 1, got shape {kl.shape}")
   s = jnp.clip(squash_kl(kl, squash), eps, 1.0 - eps)  # (L,)
-  m = jnp.mean(s)
-  v = jnp.mean(jnp.square(s - m))  # population variance
+  d = s - s[0]  # shifted moments: equal values give exactly v = 0 (float32 rounding in a plain mean does not)
+  md = jnp.mean(d)
+  m = s[0] + md
+  v = jnp.mean(jnp.square(d - md))  # population variance
   valid = (v > 0) & (v < m * (1.0 - m))
   c = m * (1.0 - m) / jnp.where(valid, v, 1.0) - 1.0
   alpha = jnp.where(valid, m * c, jnp.nan)

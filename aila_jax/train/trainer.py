@@ -25,7 +25,7 @@ import optax
 
 from aila_jax import models, tasks
 from aila_jax.data import datasets, pipeline
-from aila_jax.train import checkpoint, config_check, metrics as metrics_lib, optim, sharding
+from aila_jax.train import checkpoint, config_check, ela as ela_lib, metrics as metrics_lib, optim, sharding
 from aila_jax.train.state import TrainState, param_count, unfreeze
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -111,8 +111,11 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _flush(pending: list[tuple[int, dict]], writer, progress, ckpt, workdir) -> dict[str, float]:
-  """Fetches pending step metrics, stops on the first non-finite one, logs their mean."""
+def _flush(pending: list[tuple[int, dict]], writer, progress, ckpt, workdir, observe=None) -> dict[str, float]:
+  """Fetches pending step metrics, stops on the first non-finite one, logs their mean.
+
+  ``observe(step, metrics)`` (the ELA controller's) sees every step's host metrics, in order.
+  """
   if not pending:
     return {}
   steps = [s for s, _ in pending]
@@ -126,6 +129,8 @@ def _flush(pending: list[tuple[int, dict]], writer, progress, ckpt, workdir) -> 
           f"checkpoint is {'step ' + str(last) if last is not None else 'none'} in "
           f"{workdir / 'checkpoints'}. Lower config.optimizer.learning_rate or set "
           f"config.optimizer.grad_clip_norm.")
+    if observe is not None:
+      observe(step, m)
   mean = {f"train/{k}": float(np.mean([m[k] for m in values])) for k in values[0]}
   rate = progress.steps_per_sec(steps[-1])
   mean["train/steps_per_sec"] = rate
@@ -150,6 +155,7 @@ def initialize_multihost(config) -> None:
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final metrics."""
   config_check.check_config(config)
+  ela_lib.check_config(config)
   if config.get("multihost", False):
     initialize_multihost(config)
   workdir = pathlib.Path(workdir)
@@ -165,6 +171,9 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   sharding.check_batch_divisible(config.batch_size, mesh, key="batch_size")
   sharding.check_batch_divisible(config.eval_batch_size, mesh, key="eval_batch_size")
   model_kwargs = {**dataset.model_kwargs, **dict(config.get("model", {}) or {})}
+  controller = ela_lib.make_controller(config)  # None unless config.ela.enabled
+  if controller is not None:  # the skip set comes from the controller; the parameters do not depend on it
+    model_kwargs.update(skip_layers=(), ela_stats=True, ela_kl_support=controller.s["kl_support"])
   model = models.get_model(config.model_name, dtype=DTYPES[config.get("dtype", "float32")], **model_kwargs)
   task = tasks.get_task(config.task, config, dataset)
   schedule = optim.make_schedule(config.schedule, num_train_steps=config.num_train_steps,
@@ -200,6 +209,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
     step0, tree, data_state = restored
     state = state.from_checkpoint(tree)
     data_iter.set_state(data_state["iterator"])
+    if controller is not None and "ela" in data_state:  # skip the same blocks as before the restart
+      controller.load_state_dict(data_state["ela"])
     writer.mark_resume(step0)
     if pi == 0:
       print(f"resumed from the checkpoint at step {step0} in {ckpt.directory}", flush=True)
@@ -208,17 +219,34 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
     writer.mark_resume(0)
 
   repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  p_train = jax.jit(functools.partial(train_step, task=task, schedule=schedule),
-                    in_shardings=(repl, data_sharding), out_shardings=(repl, repl), donate_argnums=0)
-  p_eval = jax.jit(functools.partial(eval_step, task=task), in_shardings=(repl, data_sharding),
-                   out_shardings=repl)
+  variants: dict[tuple, tuple] = {}  # ELA skip set -> (apply_fn, jitted train step, jitted eval step)
+
+  def variant(skip: tuple) -> tuple:
+    """The model and steps for a skip set: built (and later compiled) once per distinct set."""
+    if skip not in variants:
+      apply_fn = model.apply if not skip else model.clone(skip_layers=skip).apply
+      variants[skip] = (apply_fn, jax.jit(functools.partial(train_step, task=task, schedule=schedule),
+                                          in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
+                                          donate_argnums=0),
+                        jax.jit(functools.partial(eval_step, task=task), in_shardings=(repl, data_sharding),
+                                out_shardings=repl))
+      if len(variants) > 1 and pi == 0:
+        print(f"ELA: compiling the step for skip set {list(skip)} (recompile #{len(variants) - 1})", flush=True)
+    return variants[skip]
+
+  _, p_train, p_eval = variant(())
+  current_skip = ()
 
   def run_eval(step):
     t = time.perf_counter()
     result = {}
+    eval_state, p_eval_now = state, p_eval
+    if controller is not None:  # evaluate the model as it trains (its skip set), also after a probe step
+      apply_fn, _, p_eval_now = variant(controller.skip)
+      eval_state = state.replace(apply_fn=apply_fn)
     for split, source in dataset.eval.items():
       prefix = "eval" if split == "test" else f"eval_{split}"
-      sums = evaluate(state, p_eval, pipeline.eval_batches(
+      sums = evaluate(eval_state, p_eval_now, pipeline.eval_batches(
           source, preprocess=dataset.preprocess, batch_size=config.eval_batch_size, process_index=pi,
           process_count=pc), data_sharding)
       result.update({prefix + k[4:]: v for k, v in sums.items()})
@@ -230,6 +258,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
           flush=True)
     return result
 
+  observe = None if controller is None else controller.observe
   total = config.num_train_steps
   progress = metrics_lib.Progress(total, step0, enabled=pi == 0 and config.get("progress", True))
   pending: list[tuple[int, dict]] = []
@@ -238,6 +267,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   train_start = time.perf_counter()
   with _Preemption() as preemption:
     for step in range(step0 + 1, total + 1):
+      if controller is not None and controller.skips_for(step) != current_skip:
+        current_skip = controller.skips_for(step)
+        apply_fn, p_train, _ = variant(current_skip)
+        state = state.replace(apply_fn=apply_fn)
       batch = sharding.to_global(next(data_iter), data_sharding)
       state, step_metrics = p_train(state, batch)
       if step == step0 + 1:  # one sync: the first step's time is mostly compilation
@@ -245,12 +278,19 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
         first_step_seconds = time.perf_counter() - train_start
       pending.append((step, step_metrics))
       if step % config.log_every == 0 or step == total:
-        last_train = _flush(pending, writer, progress, ckpt, workdir)
+        last_train = _flush(pending, writer, progress, ckpt, workdir, observe)
+        if controller is not None and controller.due(step):
+          before = controller.skip
+          row = controller.decide(step)
+          writer.write(step, {**row, "ela/recompiles": float(len(variants) - 1)})
+          if controller.skip != before and pi == 0:
+            print(f"ELA at step {step}: skip set {list(before)} -> {list(controller.skip)}", flush=True)
       if config.eval_every and step % config.eval_every == 0 and step != total:
         last_eval, last_eval_step = run_eval(step), step
       if step % config.checkpoint_every == 0 or step == total or preemption.requested:
-        _flush(pending, writer, progress, ckpt, workdir)  # never save a non-finite state
-        ckpt.save(step, state.to_checkpoint(), {"iterator": data_iter.get_state()})
+        _flush(pending, writer, progress, ckpt, workdir, observe)  # never save a non-finite state
+        extra = {} if controller is None else {"ela": controller.state_dict()}
+        ckpt.save(step, state.to_checkpoint(), {"iterator": data_iter.get_state(), **extra})
         saved_step = step
         if preemption.requested:
           print(f"SIGTERM: saved the checkpoint at step {step}; exiting.", flush=True)
@@ -264,6 +304,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   ckpt.close()
   writer.close()
   result = {"step": final_step, "train_seconds": train_seconds, **last_train, **last_eval}
+  if controller is not None:
+    result.update({"ela/skip_set": list(controller.skip), "ela/recompiles": len(variants) - 1})
   if final_step > step0:  # this run trained: how much of train_seconds was its first step (compilation)
     result["first_step_seconds"] = first_step_seconds
   if pi == 0:

@@ -1,0 +1,150 @@
+"""The ELA controller (aila_jax.train.ela): warm-up, EBQM on EMAs, hysteresis, protected blocks, the skip cap,
+probes, its config errors, and a run that resumes from a checkpoint mid-way with the same skip set, exactly."""
+import json
+import shutil
+
+import chex
+import jax
+import ml_collections
+import numpy as np
+import pytest
+import scipy.stats
+
+from aila_jax.errors import ConfigError
+from aila_jax.train import config_check, ela, train_and_evaluate
+from aila_jax.train.checkpoint import load_checkpoint
+from aila_jax.train.metrics import read_metrics
+from helpers import make_testing_config
+
+NAMES = [f"stage_0/block_{t}" for t in range(2, 8)] + ["stage_1/block_2", "stage_1/block_3"]
+KL = dict(zip(NAMES, [0.001, 0.002, 0.003, 0.005, 0.2, 0.3, 0.5, 0.004]))
+
+
+def _controller(**overrides):
+  return ela.ELAController({**ela.DEFAULTS, "enabled": True, "warmup_steps": 20, "eval_every": 10,
+                            "hysteresis": 2, "ema_decay": 0.0, **overrides})
+
+
+def _metrics(kl):
+  return {"loss": 1.0, **{ela.KL_METRIC + n: v for n, v in kl.items()}}
+
+
+def _redundant_by_scipy(kl, tau=0.2):
+  s = np.clip(np.array([kl[n] for n in sorted(kl)]) / (1 + np.array([kl[n] for n in sorted(kl)])), 1e-6, 1 - 1e-6)
+  m, v = s.mean(), s.var()
+  c = m * (1 - m) / v - 1
+  q = scipy.stats.beta.cdf(s, m * c, (1 - m) * c)
+  return {n for n, qq in zip(sorted(kl), q) if qq < tau}, dict(zip(sorted(kl), q))
+
+
+def test_warmup_hysteresis_protected_blocks_and_the_cap():
+  redundant, quant = _redundant_by_scipy(KL)
+  assert {"stage_0/block_2", "stage_0/block_3", "stage_0/block_4", "stage_1/block_3"} == redundant
+  c = _controller(max_skip_fraction=0.4)
+  for step in range(1, 41):
+    c.observe(step, _metrics(KL))
+    if c.due(step):
+      row = c.decide(step)
+      if step == 20:  # first evaluation: one redundant evaluation is not enough (hysteresis 2)
+        assert c.skip == () and row["ela/valid"] == 1.0
+        for n in NAMES:
+          assert row[f"ela/quantile/{n}"] == pytest.approx(quant[n], rel=1e-3, abs=1e-6)
+  assert not c.due(10)  # warm-up
+  # eligible: blocks >= 3 (6 of them) -> at most floor(0.4 * 6) = 2 skipped, lowest quantiles first; never block 2
+  eligible_redundant = sorted((n for n in redundant if int(n[-1]) >= 3), key=lambda n: quant[n])
+  assert len(eligible_redundant) == 3
+  assert c.skip == ("stage_0/block_3", "stage_0/block_4") == tuple(eligible_redundant[:2])
+  assert row["ela/num_skipped"] == 2.0 and row["ela/skip_set"] == ",".join(c.skip)
+
+
+def test_skipped_blocks_keep_their_ema_unless_probed_and_probes_restore():
+  c = _controller(hysteresis=1, max_skip_fraction=0.2, probe_every=5)
+  for step in range(1, 21):
+    c.observe(step, _metrics(KL))
+  c.decide(20)
+  assert c.skip == ("stage_0/block_3",)  # cap floor(0.2 * 6) = 1
+  changed = dict(KL, **{"stage_0/block_3": 0.0})  # a skipped block reports KL 0: ignored...
+  c.observe(21, _metrics(changed))
+  assert c.ema["stage_0/block_3"] == KL["stage_0/block_3"] and not c.is_probe(21)
+  assert c.is_probe(25) and c.skips_for(25) == () and c.skips_for(24) == c.skip
+  c.observe(25, _metrics(dict(KL, **{"stage_0/block_3": 5.0})))  # ...except on probe steps
+  assert c.ema["stage_0/block_3"] == 5.0
+  red, quant = _redundant_by_scipy(c.ema)
+  assert "stage_0/block_3" not in red
+  c.decide(30)  # no longer redundant for `hysteresis` evaluations: restored; the cap's slot goes to the next
+  nxt = sorted((n for n in red if int(n[-1]) >= 3), key=lambda n: quant[n])[:1]
+  assert "stage_0/block_3" not in c.skip and c.skip == tuple(nxt)
+
+
+def test_without_probes_a_skip_is_final_and_state_round_trips_through_json():
+  c = _controller(hysteresis=1, max_skip_fraction=0.2)
+  for step in range(1, 21):
+    c.observe(step, _metrics(KL))
+  c.decide(20)
+  c.observe(21, _metrics(dict(KL, **{"stage_0/block_3": 9.0})))
+  c.decide(30)
+  assert c.skip == ("stage_0/block_3",) and not c.is_probe(25)
+  d = _controller(hysteresis=1, max_skip_fraction=0.2)
+  d.load_state_dict(json.loads(json.dumps(c.state_dict())))
+  assert d.state_dict() == c.state_dict()
+
+
+def test_invalid_beta_fit_skips_nothing_and_says_why():
+  c = _controller(hysteresis=1)
+  c.observe(20, _metrics({n: 0.5 for n in NAMES}))
+  row = c.decide(20)
+  assert c.skip == () and row["ela/valid"] == 0.0 and "variance 0" in row["ela/invalid_reason"]
+
+
+def _ela_config(data_dir, **ela_overrides):
+  config = make_testing_config(data_dir, model_name="depth_mlp", num_train_steps=40, log_every=5, eval_every=0,
+                               checkpoint_every=20, eval_batch_size=5000)
+  config.model = ml_collections.ConfigDict(dict(width=8, depth=4, mixer="aila2", mixer_kwargs={"num_heads": 2}))
+  config.ela = ela.default_config()
+  config.ela.update(dict(enabled=True, warmup_steps=10, eval_every=5, hysteresis=1, tau=0.5, **ela_overrides))
+  return config
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("ela.tau", 1.0, r"config.ela.tau: expected a number in \(0, 1\)"),
+    ("ela.tau", 0.0, r"config.ela.tau: expected a number in \(0, 1\)"),
+    ("ela.max_skip_fraction", 1.0, "would let ELA skip every eligible block"),
+    ("ela.protect_first", 0, "block 1 has no earlier retrieval"),
+    ("ela.eval_every", 7, r"config.ela.eval_every: expected a multiple of config.log_every=5"),
+    ("model.mixer", "mrla_light", r"mixer 'mrla_light'.*has none; the mixers that have one are \['aila1', 'aila2'"),
+    ("model.skip_layers", ("stage_0/block_3",), "the ELA controller owns the skip set"),
+    ("model_name", "mlp", r"model 'mlp'.*no ELA support; the models that have it are \[.*'cifar_resnet'"),
+])
+def test_bad_ela_configs_are_clear_errors(tmp_path, key, value, match):
+  config = _ela_config(tmp_path)
+  node = config
+  *parents, leaf = key.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(ConfigError, match=match):
+    config_check.check_config(config)
+    ela.check_config(config)
+
+
+def test_resume_mid_run_skips_the_same_blocks_exactly(tmp_path, data_dir):
+  ref_dir, resumed_dir = tmp_path / "ref", tmp_path / "resumed"
+  result = train_and_evaluate(_ela_config(data_dir), ref_dir)
+  _, _, data20 = load_checkpoint(ref_dir, step=20)
+  assert data20["ela"]["skip"], "nothing skipped by step 20: the resume would not test the skip set"
+  assert result["ela/skip_set"] and result["ela/recompiles"] >= 1
+  rows = read_metrics(ref_dir)
+  decisions = [r for r in rows if "ela/skip_set" in r]
+  assert decisions and decisions[0]["step"] == 10 and "train/ela/kl/stage_0/block_3" in rows[0]
+  assert any(f"ela/quantile/stage_0/block_{t}" in decisions[-1] for t in (2, 3, 4))
+  # the disk as a run killed after its step-20 checkpoint leaves it, then resumed
+  shutil.copytree(ref_dir, resumed_dir)
+  shutil.rmtree(resumed_dir / "checkpoints" / "40")
+  (resumed_dir / "final_metrics.json").unlink()
+  resumed = train_and_evaluate(_ela_config(data_dir), resumed_dir)
+  _, ref_state, ref_data = load_checkpoint(ref_dir)
+  _, state, data = load_checkpoint(resumed_dir)
+  chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(ref_state))
+  assert data["ela"] == ref_data["ela"] and resumed["ela/skip_set"] == result["ela/skip_set"]
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in ("train/steps_per_sec", "eval/seconds")} for r in rs]
+  assert strip(read_metrics(resumed_dir)) == strip(rows)
