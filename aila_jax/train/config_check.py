@@ -60,6 +60,7 @@ _SPEC: dict[str, tuple[Any, Callable[[Any], bool] | None, str]] = {
     "schedule.boundaries": ((tuple, list), lambda v: all(isinstance(b, int) and b > 0 for b in v),
                             "a tuple of step numbers > 0"),
     "schedule.factor": (_NUM, lambda v: v > 0, "a number > 0"),
+    "schedule.steps_per_epoch": (int, lambda v: v >= 1, "an int >= 1 (epoch_cosine: steps of one epoch)"),
 }
 _REQUIRED = ("seed", "dataset", "model_name", "task", "batch_size", "eval_batch_size",
              "num_train_steps", "optimizer.name", "optimizer.learning_rate", "schedule.name")

@@ -7,11 +7,11 @@ import optax
 from aila_jax.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "lamb")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "piecewise", "warmup_rsqrt", "linear")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "piecewise", "warmup_rsqrt", "linear", "epoch_cosine")
 
 
 def make_schedule(cfg, *, num_train_steps: int, base_lr: float) -> optax.Schedule:
-  """Learning-rate schedule by name.
+  r"""Learning-rate schedule by name.
 
   * ``constant``: ``base_lr``.
   * ``cosine``: cosine decay from ``base_lr`` to ``base_lr * end_factor`` over the run.
@@ -22,6 +22,15 @@ def make_schedule(cfg, *, num_train_steps: int, base_lr: float) -> optax.Schedul
     ``base_lr * min(step / warmup^1.5, 1 / sqrt(step))`` up to a constant, peaking at ``base_lr``
     at ``warmup_steps``: ``base_lr * min(step / warmup, sqrt(warmup / step))``.
   * ``linear``: linear warm-up then linear decay to 0.
+  * ``epoch_cosine``: cosine decay stepped once per epoch, PyTorch's
+    ``CosineAnnealingLR(T_max=E)`` with ``scheduler.step()`` after each epoch
+    (the kuangliu/pytorch-cifar recipe): constant within an epoch,
+
+    .. math:: \eta(s) = \eta_\text{end} + (\eta_0 - \eta_\text{end})\,
+       \tfrac12\big(1 + \cos(\pi \lfloor s / S \rfloor / E)\big)
+
+    with :math:`S` = ``steps_per_epoch``, :math:`E = \lceil` ``num_train_steps`` :math:`/ S \rceil`
+    and :math:`\eta_\text{end}` = ``base_lr * end_factor``.
   """
   name = cfg.name
   warmup = int(cfg.get("warmup_steps", 0))
@@ -48,6 +57,19 @@ def make_schedule(cfg, *, num_train_steps: int, base_lr: float) -> optax.Schedul
     return optax.join_schedules([optax.linear_schedule(0.0, base_lr, max(warmup, 1)),
                                  optax.linear_schedule(base_lr, 0.0, max(num_train_steps - warmup, 1))],
                                 [max(warmup, 1)])
+  if name == "epoch_cosine":
+    per = cfg.get("steps_per_epoch", None)
+    if not isinstance(per, int) or isinstance(per, bool) or per < 1:
+      raise ConfigError(f"config.schedule.steps_per_epoch: epoch_cosine needs the steps of one epoch "
+                        f"(an int >= 1), got {per!r}")
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    epochs = -(-num_train_steps // per)
+    end = base_lr * float(cfg.get("end_factor", 0.0))
+
+    def epoch_cosine(step):
+      epoch = jnp.floor_divide(jnp.asarray(step), per).astype(jnp.float32)
+      return end + (base_lr - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / epochs))
+    return epoch_cosine
   raise ConfigError(f"config.schedule.name: unknown schedule {name!r}; expected one of {SCHEDULES}")
 
 

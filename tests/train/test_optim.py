@@ -55,3 +55,23 @@ def test_unknown_names():
     optim.make_optimizer(_cfg(name="adamm"), optax.constant_schedule(1.0))
   with pytest.raises(ConfigError, match="config.schedule.name: unknown schedule 'cosin'"):
     optim.make_schedule(_cfg(name="cosin"), num_train_steps=10, base_lr=1.0)
+
+
+def test_epoch_cosine_is_torch_cosine_annealing_stepped_per_epoch():
+  """PyTorch 2.14's CosineAnnealingLR(T_max=200) after 0, 1, 50, 100, 150, 199 epochs (lr 0.1), printed by
+  stepping the scheduler once per epoch; ours is constant within an epoch of 390 steps."""
+  sched = optim.make_schedule(_cfg(name="epoch_cosine", steps_per_epoch=390), num_train_steps=200 * 390,
+                              base_lr=0.1)
+  torch_lrs = {0: 0.1, 1: 0.09999383162408304, 50: 0.0853553390593274, 100: 0.050000000000000024,
+               150: 0.014644660940672632, 199: 6.168375916970619e-06}
+  for epoch, lr in torch_lrs.items():
+    for step in (epoch * 390, epoch * 390 + 389):
+      np.testing.assert_allclose(float(sched(step)), lr, rtol=1e-5, atol=1e-9)
+  short = optim.make_schedule(_cfg(name="epoch_cosine", steps_per_epoch=10, end_factor=0.1),
+                              num_train_steps=35, base_lr=1.0)  # 4 epochs (the last one partial)
+  np.testing.assert_allclose([float(short(s)) for s in (0, 9, 10, 25, 34)],
+                             [1.0, 1.0, 0.1 + 0.9 * (1 + np.cos(np.pi / 4)) / 2, 0.55,
+                              0.1 + 0.9 * (1 + np.cos(3 * np.pi / 4)) / 2], rtol=1e-6)
+  for bad in (None, 0, 2.5):
+    with pytest.raises(ConfigError, match="config.schedule.steps_per_epoch"):
+      optim.make_schedule(_cfg(name="epoch_cosine", steps_per_epoch=bad), num_train_steps=10, base_lr=1.0)
