@@ -8,30 +8,33 @@ r"""Deep Layer Aggregation models by name, a PyTorch weight converter, dense pre
 pooling and the classifier ``fc``. Level outputs have strides 1, 2, 4, 8, 16,
 32, so both input sides must be multiples of 32.
 
-====================  ==================  ===========================  ================  ===========
-name                  levels              channels                     block             params (1k)
-====================  ==================  ===========================  ================  ===========
-``dla34``             1, 1, 1, 2, 2, 1    16, 32, 64, 128, 256, 512    basic             15,742,104
-``dla46_c``           1, 1, 1, 2, 2, 1    16, 32, 64, 64, 128, 256     bottleneck         1,301,400
-``dla46x_c``          1, 1, 1, 2, 2, 1    16, 32, 64, 64, 128, 256     bottleneckx 32     1,068,440
-``dla60x_c``          1, 1, 1, 2, 3, 1    16, 32, 64, 64, 128, 256     bottleneckx 32     1,319,832
-``dla60``             1, 1, 1, 2, 3, 1    16, 32, 128, 256, 512, 1024  bottleneck        22,036,632
-``dla60x``            1, 1, 1, 2, 3, 1    16, 32, 128, 256, 512, 1024  bottleneckx 32    17,352,344
-``dla102``            1, 1, 1, 3, 4, 1    16, 32, 128, 256, 512, 1024  bottleneck, res   33,268,888
-``dla102x``           1, 1, 1, 3, 4, 1    16, 32, 128, 256, 512, 1024  bottleneckx 32,   26,309,272
-                                                                       res
-``dla102x2``          1, 1, 1, 3, 4, 1    16, 32, 128, 256, 512, 1024  bottleneckx 64,   41,282,200
-                                                                       res
-``dla169``            1, 1, 2, 3, 5, 1    16, 32, 128, 256, 512, 1024  bottleneck, res   53,389,720
-====================  ==================  ===========================  ================  ===========
+=============  ====================  ===========================  ================  ===============  ==========
+name           levels                channels                     block             residual root    parameters
+=============  ====================  ===========================  ================  ===============  ==========
+``dla34``      1, 1, 1, 2, 2, 1      16, 32, 64, 128, 256, 512    basic             no               15,742,104
+``dla46_c``    1, 1, 1, 2, 2, 1      16, 32, 64, 64, 128, 256     bottleneck        no                1,301,400
+``dla46x_c``   1, 1, 1, 2, 2, 1      16, 32, 64, 64, 128, 256     bottleneckx (32)  no                1,068,440
+``dla60x_c``   1, 1, 1, 2, 3, 1      16, 32, 64, 64, 128, 256     bottleneckx (32)  no                1,319,832
+``dla60``      1, 1, 1, 2, 3, 1      16, 32, 128, 256, 512, 1024  bottleneck        no               22,036,632
+``dla60x``     1, 1, 1, 2, 3, 1      16, 32, 128, 256, 512, 1024  bottleneckx (32)  no               17,352,344
+``dla102``     1, 1, 1, 3, 4, 1      16, 32, 128, 256, 512, 1024  bottleneck        yes              33,268,888
+``dla102x``    1, 1, 1, 3, 4, 1      16, 32, 128, 256, 512, 1024  bottleneckx (32)  yes              26,309,272
+``dla102x2``   1, 1, 1, 3, 4, 1      16, 32, 128, 256, 512, 1024  bottleneckx (64)  yes              41,282,200
+``dla169``     1, 1, 2, 3, 5, 1      16, 32, 128, 256, 512, 1024  bottleneck        yes              53,389,720
+=============  ====================  ===========================  ================  ===============  ==========
 
-("res": roots with a residual; counts are weights + biases + BN scale/bias.)
+(Parameters at 1000 classes: weights + biases + BN scale/bias, equal to timm's.)
 Every model returns ``(logits, intermediates)`` with
 ``intermediates['levels']`` the six level outputs ``(B, H/s, W/s, C_i)`` and
 ``intermediates['features']`` the pooled ``(B, C_5)``.
 
 :func:`params_from_torch` loads a timm or official PyTorch state dict (the
-published ImageNet weights; timm hosts them).
+format of the published ImageNet weights, which timm hosts); with PyTorch
+and timm installed and network access::
+
+  sd = {k: v.numpy() for k, v in timm.create_model("dla34", pretrained=True).state_dict().items()}
+  variables = params_from_torch(sd, "dla34")
+  logits, inter = get_model("dla34").apply(variables, images, train=False)  # images NHWC, ImageNet mean/std
 
 **Dense prediction** (``dla_up.py``): :class:`DLASeg` (``dla34_up``) runs the
 backbone's levels from ``log2(down_ratio)`` through
@@ -268,7 +271,8 @@ def params_from_torch(state_dict: Mapping[str, Any], variant: str | DLA, *, num_
   else:
     model = variant
   side = int(np.prod(model.level_strides))
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, side, side, 3)))
+  in_chans = int(sd["base_layer.0.weight"].shape[1]) if sd.get("base_layer.0.weight", np.zeros(0)).ndim == 4 else 3
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, side, side, in_chans)))
   deep = set(_deep_trees(shapes["params"]))
   out: dict[str, dict] = {"params": {}, "batch_stats": {}}
   used, missing, misshaped = set(), [], []
@@ -383,6 +387,10 @@ class CifarDLA(nn.Module):
                       bias_init=dla_nn.torch_default_bias(512), name="linear")(feats)
     return logits.astype(jnp.float32), {"levels": tuple(outs), "features": feats}
 
+
+# The registered classes under their names (Dla34, ..., Dla34Cifar, Dla34Up), so they pickle like any class.
+globals().update({cls.__name__: cls for cls in DLA_MODELS.values()})
+globals()[DLA34Up.__name__] = DLA34Up
 
 # Everything this module registers in aila_jax.models.MODELS.
 MODELS: dict[str, type] = {**DLA_MODELS, "dla34_up": DLA34Up, "cifar_dla": CifarDLA}
