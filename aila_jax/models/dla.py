@@ -43,8 +43,9 @@ and a frozen bilinear up-sampling to the input size.
 
 **CIFAR**: :class:`CifarDLA` (``cifar_dla``) is the topology of
 kuangliu/pytorch-cifar ``models/dla.py`` (16,291,386 parameters at 10
-classes); ``dla34_cifar`` is the ImageNet DLA-34 topology with a CIFAR stem
-(see :data:`CIFAR_STEM`).
+classes), :class:`CifarSimpleDLA` (``cifar_simple_dla``) its SimpleDLA
+(``models/dla_simple.py``, 15,142,970); ``dla34_cifar`` is the ImageNet DLA-34
+topology with a CIFAR stem (see :data:`CIFAR_STEM`).
 """
 
 from __future__ import annotations
@@ -367,6 +368,7 @@ class CifarDLA(nn.Module):
   dtype: Any = jnp.float32
 
   variant = "cifar_dla"
+  tree = dla_nn.CifarTree
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
@@ -380,7 +382,7 @@ class CifarDLA(nn.Module):
         outs.append(x)
     for name, c, level, stride in (("layer3", 64, 1, 1), ("layer4", 128, 2, 2), ("layer5", 256, 2, 2),
                                    ("layer6", 512, 1, 2)):
-      x = dla_nn.CifarTree(c, level, stride, self.dtype, name=name)(x, train=train)
+      x = self.tree(c, level, stride, self.dtype, name=name)(x, train=train)
       outs.append(x)
     feats = x.mean(axis=(1, 2))  # (B, 512)
     logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=init,
@@ -388,9 +390,17 @@ class CifarDLA(nn.Module):
     return logits.astype(jnp.float32), {"levels": tuple(outs), "features": feats}
 
 
+class CifarSimpleDLA(CifarDLA):
+  """kuangliu's SimpleDLA (``models/dla_simple.py``, 15,142,970 parameters at 10 classes): :class:`CifarDLA`
+  with the plain binary :class:`~aila_jax.nn.dla.CifarSimpleTree` (each root reads its two sub-trees only)."""
+  variant = "cifar_simple_dla"
+  tree = dla_nn.CifarSimpleTree
+
+
 # The registered classes under their names (Dla34, ..., Dla34Cifar, Dla34Up), so they pickle like any class.
 globals().update({cls.__name__: cls for cls in DLA_MODELS.values()})
 globals()[DLA34Up.__name__] = DLA34Up
 
 # Everything this module registers in aila_jax.models.MODELS.
-MODELS: dict[str, type] = {**DLA_MODELS, "dla34_up": DLA34Up, "cifar_dla": CifarDLA}
+MODELS: dict[str, type] = {**DLA_MODELS, "dla34_up": DLA34Up, "cifar_dla": CifarDLA,
+                           "cifar_simple_dla": CifarSimpleDLA}

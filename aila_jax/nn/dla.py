@@ -463,3 +463,31 @@ class CifarTree(nn.Module):
     x = CifarBlock(self.features, 1, self.dtype, name="right_node")(x, train=train)
     xs.append(x)
     return Root(self.features, dtype=self.dtype, kernel_init=torch_default_kernel, name="root")(xs, train=train)
+
+
+class CifarSimpleTree(nn.Module):
+  r"""kuangliu's SimpleDLA ``Tree`` (``models/dla_simple.py``): a plain binary tree.
+
+  :math:`y = \mathrm{Root}(t_l(x), t_r(t_l(x)))` with :math:`t_l, t_r` trees of
+  ``level - 1`` (blocks at level 1; only the left one has the stride), and a
+  root of ``2 * features`` inputs at every level.
+  """
+  features: int
+  level: int = 1
+  stride: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    if self.level < 1:
+      raise ConfigError(f"CifarSimpleTree: expected level >= 1, got {self.level}")
+    if self.level == 1:
+      left = CifarBlock(self.features, self.stride, self.dtype, name="left_tree")
+      right = CifarBlock(self.features, 1, self.dtype, name="right_tree")
+    else:
+      left = CifarSimpleTree(self.features, self.level - 1, self.stride, self.dtype, name="left_tree")
+      right = CifarSimpleTree(self.features, self.level - 1, 1, self.dtype, name="right_tree")
+    out1 = left(x, train=train)
+    out2 = right(out1, train=train)
+    return Root(self.features, dtype=self.dtype, kernel_init=torch_default_kernel, name="root")([out1, out2],
+                                                                                              train=train)

@@ -25,6 +25,7 @@ PINNED = {
     **{name: (1000, count) for name, count in IMAGENET.items()},
     # kuangliu/pytorch-cifar's DLA at 10 classes (its own sum of parameter sizes)
     "cifar_dla": (10, 16_291_386),
+    "cifar_simple_dla": (10, 15_142_970),
     # DLA-34 with a 3x3 base conv (3 -> 16) instead of the 7x7, 10-class fc
     "dla34_cifar": (10, DLA34_NO_FC - 7 * 7 * 3 * 16 + 3 * 3 * 3 * 16 + 512 * 10 + 10),
     # backbone without its fc, DLAUp (2,310,400 in the official dla_up.py), 1x1 classifier 32 -> 19
@@ -68,6 +69,17 @@ def test_root_input_widths_follow_the_official_tree():
                              "level4.tree2.tree2")] == [256, 384, 256, 576]
 
 
+def test_cifar_root_widths_follow_kuangliu():
+  # level-2 trees: root over [prev_root(x), level_1(x), left, right] = 4 * out; level 1: 2 * out.
+  # (Both CIFAR models also give the peers' logits from converted weights: checked locally, not in CI.)
+  roots = _root_inputs(_shapes(models.get_model("cifar_dla"))["params"])
+  assert roots == {"layer3": 128, "layer4": 512, "layer4.level_1": 256, "layer5": 1024,
+                   "layer5.level_1": 512, "layer6": 1024}
+  roots = _root_inputs(_shapes(models.get_model("cifar_simple_dla"))["params"])
+  assert roots == {"layer3": 128, "layer4": 256, "layer4.left_tree": 256, "layer4.right_tree": 256,
+                   "layer5": 512, "layer5.left_tree": 512, "layer5.right_tree": 512, "layer6": 1024}
+
+
 def test_levels_train_mode_and_bf16():
   model = models.get_model("dla46x_c", num_classes=10)
   variables = dla.params_from_torch(_fixture("dla46x_c")[0], "dla46x_c")  # cheaper than model.init on CPU
@@ -93,8 +105,8 @@ def test_levels_train_mode_and_bf16():
   assert all(l.dtype == jnp.bfloat16 for l in inter["levels"])
 
 
-def test_dla34_cifar_and_cifar_dla_shapes():
-  for name in ("dla34_cifar", "cifar_dla"):
+def test_cifar_models_shapes():
+  for name in ("dla34_cifar", "cifar_dla", "cifar_simple_dla"):
     out = jax.eval_shape(lambda x, name=name: models.get_model(name, num_classes=10).init_with_output(
         jax.random.PRNGKey(0), x)[0], jnp.zeros((2, 32, 32, 3)))
     logits, inter = out

@@ -57,6 +57,7 @@ PINNED_ELSEWHERE = {
     "dla34_cifar": "tests/models/test_dla.py",
     "dla34_up": "tests/models/test_dla.py",
     "cifar_dla": "tests/models/test_dla.py",
+    "cifar_simple_dla": "tests/models/test_dla.py",
 }
 
 
