@@ -81,20 +81,38 @@ def time_fn(step, state, reps, loop):
 
 
 def parse_mixer(spec):
-  """'mrla_light:value_conv=conv,dim_per_head=16' -> ('mrla_light', {'value_conv': 'conv', 'dim_per_head': 16})."""
+  """'mrla_light:value_conv=conv,dim_per_head=16' -> ('mrla_light', {'value_conv': 'conv', 'dim_per_head': 16}).
+
+  ``True``/``False`` become bools. ``skip=...`` is the model's ELA skip set, not a mixer option (see
+  :func:`skip_layers`).
+  """
   name, _, opts = spec.partition(":")
   kwargs = {}
   for item in filter(None, opts.split(",")):
     key, _, value = item.partition("=")
-    kwargs[key] = int(value) if value.lstrip("-").isdigit() else value
+    kwargs[key] = int(value) if value.lstrip("-").isdigit() else {"True": True, "False": False}.get(value, value)
   return name, kwargs
+
+
+def skip_layers(value, depth, stages=3):
+  """An ELA skip set for a CIFAR ResNet of ``depth``: ``'half'`` = every second block of blocks 3 .. n of each
+  stage (blocks 4, 6, 8 of n = 9: 9 of the 21 blocks ELA may skip, under its default cap of 10), else block
+  names joined by ``+`` (``'stage_0/block_3+stage_1/block_5'``)."""
+  if value != "half":
+    return tuple(value.split("+"))
+  n = models.depth_backbones.cifar_blocks_per_stage(depth, "basic")
+  names = tuple(f"stage_{s}/block_{t}" for s in range(stages) for t in list(range(3, n + 1))[1::2])
+  if not names:
+    raise ValueError(f"skip=half: a depth-{depth} CIFAR ResNet ({n} blocks per stage) has no block to skip")
+  return names
 
 
 def make_step(spec, depth, batch, dtype):
   """(jitted SGD step on a random batch, initial state, parameter count) for mixer ``spec``."""
   mixer, mixer_kwargs = parse_mixer(spec)
+  skip = skip_layers(mixer_kwargs.pop("skip"), depth) if "skip" in mixer_kwargs else ()
   model = models.get_model("cifar_resnet", num_classes=10, depth=depth, mixer=mixer, mixer_kwargs=mixer_kwargs,
-                           dtype=dtype)
+                           dtype=dtype, skip_layers=skip)
   rng = jax.random.PRNGKey(0)
   x = jax.random.normal(rng, (batch, 32, 32, 3), jnp.float32)
   y = jax.random.randint(rng, (batch,), 0, 10)
