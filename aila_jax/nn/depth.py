@@ -91,6 +91,24 @@ includes the current block; MRLA-light's :math:`\lambda_t \in \mathbb{R}^C` is
 initialised from a standard normal, and :math:`o_{t-1}` is the block's input
 (the official ``identity``). On sequences the depthwise convolution is 1-D
 (kernel 3); on vectors it is a per-channel scale.
+
+**ELA skips** (arXiv 2503.06473, reconstructed from its abstract; see
+:mod:`aila_jax.train.ela`). The mixers with a distribution over depth
+(:data:`SKIPPABLE`: ``aila1``, ``aila2``, ``mrla_base``) return, in the
+buffer, their retrieval :math:`r_t` (the mix before the block's own
+residual/BN/activation: :math:`\sum_i a_{t,i} x_i` for AILA,
+:math:`\sum_i \mathrm{softmax}_i(\cdot)\, v_i` for MRLA-base) as
+``buffer["retrieval"]`` and their padded distribution as ``buffer["weights"]``.
+A mixer built with ``skip=True`` (set per block by the backbone's
+``skip_layers``) uses :math:`r_{t-1}` and block :math:`t-1`'s distribution
+instead of computing its own attention (the weighted sum and, for AILA-2 and
+MRLA-base, the query-key logits and softmax), which XLA then drops from the
+compiled step. With ``skip_append=True`` (default) a skipped MRLA-base block
+still computes and caches its key and value for the later blocks; with
+``False`` it caches nothing (``None`` slots, which later blocks do not read).
+AILA's buffer holds layer outputs, which a skipped block still produces, so
+``skip_append`` applies to MRLA-base only. Block 1 of a stage has no earlier
+retrieval and cannot be skipped. The parameters do not depend on ``skip``.
 """
 
 from __future__ import annotations

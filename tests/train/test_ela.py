@@ -148,3 +148,17 @@ def test_resume_mid_run_skips_the_same_blocks_exactly(tmp_path, data_dir):
   assert data["ela"] == ref_data["ela"] and resumed["ela/skip_set"] == result["ela/skip_set"]
   strip = lambda rs: [{k: v for k, v in r.items() if k not in ("train/steps_per_sec", "eval/seconds")} for r in rs]
   assert strip(read_metrics(resumed_dir)) == strip(rows)
+
+
+@pytest.mark.parametrize("mixer", ["mrla_base", "aila2"])
+def test_paired_resnet56_configs_differ_only_in_ela_enabled(mixer):
+  from configs import cifar10_resnet56_ela  # pylint: disable=g-import-not-at-top
+  flat = lambda c: config_check._flatten(c)  # pylint: disable=protected-access
+  on, off = (flat(cifar10_resnet56_ela.get_config(f"{mixer},{x}")) for x in ("ela", "noela"))
+  assert {k for k in on.keys() | off.keys() if on.get(k) != off.get(k)} == {"ela.enabled"}
+  config = cifar10_resnet56_ela.get_config(f"{mixer},ela")
+  config_check.check_config(config)
+  ela.check_config(config)
+  assert config.model.depth == 56 and config.model.mixer == mixer and on["ela.enabled"] is True
+  with pytest.raises(ConfigError, match="expected 'MIXER,ela|noela"):
+    cifar10_resnet56_ela.get_config("residual,ela")
