@@ -97,8 +97,11 @@ def compare(variant: str, size: int, batch: int, seed: int) -> dict:
   randomize_bn(tm, seed)
   x = np.random.default_rng(seed).standard_normal((batch, 3, size, size)).astype(np.float32)
   with torch.no_grad():
-    ref_levels = tm.forward_intermediates(torch.from_numpy(x), intermediates_only=True)
     ref = tm(torch.from_numpy(x)).numpy()
+    try:  # timm >= 1.0
+      ref_levels = tm.forward_intermediates(torch.from_numpy(x), intermediates_only=True)
+    except AttributeError:
+      ref_levels = []
   sd = {k: v.numpy() for k, v in tm.state_dict().items()}
   t0 = time.perf_counter()
   variables = dla.params_from_torch(sd, variant)
