@@ -27,3 +27,7 @@ def data_dir():
   if d is None or not (d / "mnist.npz").exists():
     pytest.fail("real data not found: set AILA_DATA_DIR to the folder holding mnist.npz")
   return d
+
+# Scripts that write test fixtures need PyTorch/timm, which the test environment does not install:
+# --doctest-modules must not import them.
+collect_ignore_glob = ["*/fixtures/make_*.py"]

@@ -139,7 +139,11 @@ def apply_override(config, item: str) -> None:
     if part not in node:
       raise ConfigError(f"override {item!r}: config has no key {'.'.join(parents[:i + 1])!r}")
     node = node[part]
-  node[leaf] = value
+  try:
+    node[leaf] = value
+  except (TypeError, ValueError, KeyError, AttributeError) as e:  # ml_collections' type safety
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ConfigError(f"config.{key}: cannot take {value!r} ({first})") from None
 
 
 def _flatten_json(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -149,8 +149,8 @@ def test_residual_mixer_is_the_plain_encoder():
     ("lstm_classifier", dict(hidden=0), r"config.model.hidden: expected an int >= 1, got 0"),
 ])
 def test_bad_configs_raise_config_error(name, kw, match):
-  model = models.get_model(name, vocab_size=V, num_classes=C, **kw)
-  with pytest.raises(ConfigError, match=match):
+  with pytest.raises(ConfigError, match=match):  # from get_model's type checks or from the model's own
+    model = models.get_model(name, vocab_size=V, num_classes=C, **kw)
     jax.eval_shape(lambda: model.init(jax.random.key(0), X))
 
 
