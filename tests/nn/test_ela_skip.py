@@ -108,11 +108,11 @@ def test_skip_errors_are_clear():
 
 
 def _compiled(mixer, skip, grad):
-  """The compiled forward (or gradient) of a 4-block DepthMLP on vectors: (number of exp ops, flops)."""
+  """The compiled forward (or gradient) of a 3-block DepthMLP on vectors: (number of exp ops, flops)."""
   kw = {"num_heads": 2} if mixer == "aila2" else None
-  model = DepthMLP(num_classes=3, width=16, depth=4, mixer=mixer, skip_layers=skip, mixer_kwargs=kw)
+  model = DepthMLP(num_classes=3, width=16, depth=3, mixer=mixer, skip_layers=skip, mixer_kwargs=kw)
   x = jnp.ones((8, 12))
-  params = DepthMLP(num_classes=3, width=16, depth=4, mixer=mixer, mixer_kwargs=kw).init(
+  params = DepthMLP(num_classes=3, width=16, depth=3, mixer=mixer, mixer_kwargs=kw).init(
       jax.random.PRNGKey(0), x)["params"]
   f = lambda p: jnp.sum(model.apply({"params": p}, x)[0])
   compiled = jax.jit(jax.grad(f) if grad else f).lower(params).compile()
