@@ -15,7 +15,7 @@ import os
 import pathlib
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -38,7 +38,7 @@ def main(argv):
   if workdir is None:
     name = pathlib.Path(flags.FLAGS["config"].config_filename.split(":")[0]).stem
     workdir = os.path.join("runs", name)
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet_logs()  # INFO logs only with --verbosity=0 (absl's INFO level) or above
   result = cli.run_or_exit(train_and_evaluate, _CONFIG.value, workdir)
   if result.get("preempted"):
     sys.exit(cli.EXIT_PREEMPTED)

@@ -30,6 +30,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   from aila_jax import cli  # pylint: disable=g-import-not-at-top
   from aila_jax.tasks import seq2seq  # pylint: disable=g-import-not-at-top
+  cli.quiet_logs()
   result = cli.run_or_exit(
       seq2seq.bleu_from_workdir, _CONFIG.value, _WORKDIR.value, split=_SPLIT.value, beam_sizes=[int(b) for b in _BEAMS.value],
       alpha=_ALPHA.value, batch_size=_BATCH.value, average_last=_AVERAGE.value)

@@ -94,6 +94,13 @@ def parse_flags_or_exit(argv: Sequence[str], default_config: str | None = None) 
   return []  # unreachable
 
 
+def quiet_logs() -> None:
+  """Library and orbax INFO logs off (warnings still shown) unless ``--verbosity`` was given."""
+  from absl import flags, logging  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
 def run_or_exit(fn, *args, **kwargs):
   """Calls ``fn``; ConfigError and DataError become one message on stderr and exit 2."""
   from aila_jax.errors import ConfigError, DataError  # pylint: disable=g-import-not-at-top

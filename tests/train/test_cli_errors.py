@@ -2,6 +2,7 @@
 config no longer fits the workdir, SIGTERM's exit code, append-only metrics, kept config.json files."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,4 +115,5 @@ def test_sigterm_saves_and_exits_143(tmp_path, data_dir):
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 143, out[-3000:]
   assert "SIGTERM: saved the checkpoint at step" in out
+  assert not re.search(r"(?m)^I\d{4} ", out), "absl/orbax INFO lines must be off by default"
   assert [p for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
