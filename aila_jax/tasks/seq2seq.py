@@ -271,6 +271,51 @@ def evaluate_bleu(decode_fn: DecodeFn, params, dataset, *, split: str = "test201
           "predictions": predictions, "references": references}
 
 
+def load_workdir_model(config, workdir, *, average_last: int = 0):
+  """``(model, variables, dataset, step)`` of a trained translation workdir: ``config``'s dataset and
+  model, the vocabulary checked against the workdir's (:func:`check_workdir_vocab`), and the latest
+  checkpoint's parameters (or the average of the last ``average_last``)."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+
+  from aila_jax import models  # pylint: disable=g-import-not-at-top
+  from aila_jax.data import datasets, tokenizer as tok_lib  # pylint: disable=g-import-not-at-top
+  from aila_jax.train import averaging, checkpoint, trainer  # pylint: disable=g-import-not-at-top
+
+  workdir = pathlib.Path(workdir)
+  dataset = datasets.build_dataset(config)
+  tok_lib.check_workdir_vocab(workdir, dataset.info)
+  model_kwargs = {**dataset.model_kwargs, **dict(config.get("model", {}) or {})}
+  model = models.get_model(config.model_name, dtype=trainer.DTYPES[config.get("dtype", "float32")],
+                           **model_kwargs)
+  if average_last:
+    params = averaging.average_checkpoints(workdir, average_last)
+    step = averaging.checkpoint_steps(workdir)[-1]
+  else:
+    step, state, _ = checkpoint.load_checkpoint(workdir)
+    params = state["params"]
+  variables = {"params": jax.tree_util.tree_map(jnp.asarray, params)}
+  return model, variables, dataset, int(step)
+
+
+def translate_from_workdir(config, workdir, sentences: Sequence[str], *, beam_size: int = 4,
+                           alpha: float = 0.6, batch_size: int = 64, average_last: int = 0,
+                           max_decode_len: int | None = None) -> list[str]:
+  """Translates source ``sentences`` with a trained workdir (greedy for ``beam_size=1``, else beam
+  search with the GNMT length penalty ``alpha``)."""
+  from aila_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  if beam_size < 1:
+    raise ConfigError(f"beam size: expected an int >= 1, got {beam_size}")
+  sentences = [s.strip() for s in sentences]
+  if not sentences or not all(sentences):
+    raise ConfigError("sentences: expected one or more non-empty source sentences")
+  model, variables, dataset, _ = load_workdir_model(config, workdir, average_last=average_last)
+  max_len = int(dataset.model_kwargs["max_len"])
+  decode_fn = make_decode_fn(model, max_decode_len=int(max_decode_len or max_len), beam_size=beam_size,
+                             alpha=alpha)
+  return translate(decode_fn, variables, sentences, tokenizer=dataset.info["tokenizer"],
+                   batch_size=min(batch_size, len(sentences)), max_len=max_len)
+
+
 def bleu_from_workdir(config, workdir, *, split: str = "test2016", beam_sizes: Sequence[int] = (1, 4),
                       alpha: float = 0.6, batch_size: int = 128, average_last: int = 0,
                       limit: int | None = None, max_decode_len: int | None = None) -> dict[str, Any]:
@@ -295,23 +340,8 @@ def bleu_from_workdir(config, workdir, *, split: str = "test2016", beam_sizes: S
   import json  # pylint: disable=g-import-not-at-top
   import pathlib  # pylint: disable=g-import-not-at-top
 
-  from aila_jax import models  # pylint: disable=g-import-not-at-top
-  from aila_jax.data import datasets, tokenizer as tok_lib  # pylint: disable=g-import-not-at-top
-  from aila_jax.train import averaging, checkpoint, trainer  # pylint: disable=g-import-not-at-top
-
   workdir = pathlib.Path(workdir)
-  dataset = datasets.build_dataset(config)
-  tok_lib.check_workdir_vocab(workdir, dataset.info)
-  model_kwargs = {**dataset.model_kwargs, **dict(config.get("model", {}) or {})}
-  model = models.get_model(config.model_name, dtype=trainer.DTYPES[config.get("dtype", "float32")],
-                           **model_kwargs)
-  if average_last:
-    params = averaging.average_checkpoints(workdir, average_last)
-    step = averaging.checkpoint_steps(workdir)[-1]
-  else:
-    step, state, _ = checkpoint.load_checkpoint(workdir)
-    params = state["params"]
-  variables = {"params": jax.tree_util.tree_map(jnp.asarray, params)}
+  model, variables, dataset, step = load_workdir_model(config, workdir, average_last=average_last)
   max_decode_len = int(max_decode_len or dataset.model_kwargs["max_len"])
   result: dict[str, Any] = {"step": int(step), "split": split, "average_last": average_last,
                             "alpha": alpha, "max_decode_len": max_decode_len}

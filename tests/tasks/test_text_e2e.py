@@ -4,7 +4,7 @@ import json
 import pytest
 
 from aila_jax import models
-from aila_jax.errors import DataError
+from aila_jax.errors import ConfigError, DataError
 from aila_jax.tasks import seq2seq
 from aila_jax.train import train_and_evaluate
 
@@ -55,6 +55,14 @@ def test_multi30k_train_then_bleu(data_dir, tmp_path):
   assert out["step"] == 8 and set(out) >= {"beam1", "beam2"}
   assert out["beam1"]["num_sentences"] == 8 and 0.0 <= out["beam1"]["bleu"] <= 100.0
   assert (workdir / "bleu_test2016.json").exists() and (workdir / "vocab.model").exists()
+  # a source sentence given as text translates as the same sentence read from the dataset does
+  from aila_jax.data import text  # pylint: disable=g-import-not-at-top
+  first_source = text.load_multi30k_pairs(data_dir / "multi30k", "test2016", "en", "de")[0][0]
+  got = seq2seq.translate_from_workdir(config, workdir, [first_source, "A man rides a bike."], beam_size=2,
+                                       max_decode_len=8)
+  assert len(got) == 2 and got[0] == out["beam2"]["examples"][0]
+  with pytest.raises(ConfigError, match="beam size: expected an int >= 1"):
+    seq2seq.translate_from_workdir(config, workdir, ["A dog."], beam_size=0)
   other = _mt_config(data_dir, tmp_path / "cache")
   other.dataset_kwargs.vocab_size = 400  # another vocabulary than the checkpoint's
   with pytest.raises(DataError, match=r"were trained with vocabulary sha256 .* of 500 pieces"):
