@@ -181,7 +181,11 @@ class ELAController:
     """One EBQM evaluation; updates the skip set and returns the row to log."""
     names = sorted(self.ema)
     kl = np.asarray([self.ema[n] for n in names], np.float32)
-    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+    try:  # a few scalars: on the host's CPU when JAX has that backend (no accelerator sync)
+      device = jax.local_devices(backend="cpu")[0]
+    except RuntimeError:
+      device = jax.local_devices()[0]
+    with jax.default_device(device):
       res = jax.device_get(redundancy.ebqm(kl, tau=float(self.s["tau"]), squash=self.s["squash"],
                                            eps=float(self.s["eps"])))
     self.evaluations += 1
