@@ -11,8 +11,9 @@ backward, SGD-momentum update, BatchNorm statistics):
 Ours: bf16 compute with float32 parameters, ``jax.jit`` with the state donated,
 optax ``add_decayed_weights(5e-4)`` + ``sgd(0.1, momentum=0.9)`` (the CIFAR
 recipe). Peers: ``torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=5e-4)``,
-bf16 autocast, channels-last, eager and ``torch.compile`` (the model
-compiled). ``first_step_s`` is the wall time of the first step (compilation,
+bf16 autocast, channels-last, ``torch.backends.cudnn.benchmark = True`` (as
+the peers' own training scripts; ``--no_cudnn_benchmark`` leaves it off),
+eager and ``torch.compile`` (the model compiled). ``first_step_s`` is the wall time of the first step (compilation,
 autotuning and one step). All variants are compiled and warmed up first, then
 timed in ``--rounds`` interleaved rounds of ``--loop`` steps each (so drifts
 of the machine fall on all alike); a variant's step time is the median over
@@ -32,6 +33,10 @@ The kuangliu peer's file is copied at run time from its fetched mirror into
   python3 bench/dla.py --peers bench/.peers --prepare_only           # here: copy the peer file
   python3 bench/dla.py --out bench/results --budget_s 480            # GPU machine (bench/.peers carried)
   python3 bench/dla.py --smoke                                       # CPU: tiny sizes, every code path
+
+H200 results (bench/results): ``dla_NVIDIA-H200_run1.json`` (ours and the peers, cudnn.benchmark off for
+the peers; ``--budget_s 330 --cifar_epochs 2 --set worker_count=8``, the CIFAR run skipped by the budget)
+and ``dla_NVIDIA-H200_peers_cudnn_benchmark.json`` (``--skip_ours --no_compile --cifar_epochs 0``).
 
 Writes ``dla_<device>[_<tag>].json`` into ``--out`` (and ``$OUT`` if set), rewritten after every phase.
 """
