@@ -17,7 +17,7 @@ each block's own parameters) and its attention distribution over depth
 (``T`` = the stage's blocks + 1). Mixers that read only :math:`x_{t-1}`
 (``none``, ``residual``, ``mrla_light``) keep ``{"prev": x_{t-1}}``. Mixers
 that read every earlier layer (``uses_history``: ``dense``, ``aila1``,
-``aila2``) keep ``{"x": (x_0, ..., x_{t-1})}``, a tuple of per-slot
+``aila2``, ``dla``) keep ``{"x": (x_0, ..., x_{t-1})}``, a tuple of per-slot
 ``[B, *feature]`` arrays: layer :math:`t` reads the slice of its readable slots
 (:func:`~aila_jax.attention.depth.readable_slots`) and appends :math:`x_t`.
 MRLA-base keeps ``prev`` and its cache of keys ``"k"`` and values ``"v"``
