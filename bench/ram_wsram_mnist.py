@@ -11,8 +11,9 @@ final error, and their ratios to RAM's totals.
 
   python3 bench/ram_wsram_mnist.py --data_dir .carry --out bench/results --steps 6000
 
-Writes ``ram_wsram_mnist_<device>[_<tag>].json`` (and the runs' ``metrics.jsonl``
-under ``--workdir``). ``--models ram`` or ``--models wsram`` trains one of them
+Writes ``ram_wsram_mnist_<device>[_<tag>].json``, a summary with the per-step training rows in
+``ram_wsram_mnist_<device>[_<tag>].curves.npz`` beside it (``bench/results_io.py``: read both back as
+one dict with ``load_result``), and the runs' ``metrics.jsonl`` under ``--workdir``. ``--models ram`` or ``--models wsram`` trains one of them
 (several such processes can share a GPU: then compare steps, and wall-clock
 only between runs that shared it the same way); ``--set key=value`` overrides
 config fields of both (``model.cell=lstm``, ``model.std=0.05``, ...);
@@ -38,6 +39,7 @@ sys.path.insert(0, str(REPO))
 import jax  # noqa: E402
 
 from aila_jax.train import config_check  # noqa: E402
+from bench.results_io import load_result, save_result  # noqa: E402
 from aila_jax.train import metrics as metrics_lib  # noqa: E402
 from aila_jax.train import train_and_evaluate  # noqa: E402
 from configs import ram_mnist, wsram_mnist  # noqa: E402
@@ -102,8 +104,8 @@ def main():
                       help="only compare two earlier results (e.g. from runs that shared a GPU) and print")
   args = parser.parse_args()
   if args.compare:
-    ram = json.loads(pathlib.Path(args.compare[0]).read_text())["ram"]
-    wsram = json.loads(pathlib.Path(args.compare[1]).read_text())["wsram"]
+    ram = load_result(args.compare[0])["ram"]
+    wsram = load_result(args.compare[1])["wsram"]
     print(json.dumps(compare(ram, wsram), indent=1))
     return
 
@@ -182,8 +184,7 @@ def _write(out_dir, payload, tag=""):
   path.mkdir(parents=True, exist_ok=True)
   suffix = f"_{tag}" if tag else ""
   path = path / f"ram_wsram_mnist_{re.sub(r'[^A-Za-z0-9._-]+', '-', device_name)}{suffix}.json"
-  path.write_text(json.dumps({"device": device_name, "command": " ".join(sys.argv), **payload},
-                             indent=1))
+  save_result(path, {"device": device_name, "command": " ".join(sys.argv), **payload}, indent=1)
   return path
 
 
