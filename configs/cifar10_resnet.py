@@ -1,8 +1,15 @@
-r"""CIFAR-10 ResNet with a depth mixer: the MRLA CIFAR recipe (Fang et al., ICLR 2023).
+r"""CIFAR-10 ResNet with a depth mixer: a standard CIFAR ResNet recipe (ours, not MRLA's).
 
 SGD 0.1 with momentum 0.9 and weight decay 1e-4, batch 128, 180 epochs, the
-learning rate divided by 10 at epochs 100 and 150, pad-4 crop + flip, drop-path
-on the layer-attention branch as an option (0.2 in the recipe's MRLA models).
+learning rate divided by 10 at epochs 100 and 150, pad-4 crop + flip (the
+usual CIFAR ResNet schedule after He et al. 2016, sec. 4.2), drop-path on the
+layer-attention branch as an option. The official MRLA code
+(github joyfang1106/MRLA) trains on ImageNet only (ResNet-50/101: batch 256,
+100 epochs, 3 warm-up epochs; EfficientNet and DeiT with drop-path 0.2) and
+publishes no CIFAR recipe, so nothing here is theirs beyond the MRLA mixers,
+which start as the official code initialises them (``mixer_kwargs.mrla_init``,
+default ``'official'``: the last BN of each residual branch at zero, the value
+conv He fan-out normal, the query/key convs PyTorch's default).
 Any mixer: residual (the plain ResNet), dense, aila1, aila2, mrla_base, mrla_light.
 
   AILA_DATA_DIR=../shared/data python train.py --config=configs/cifar10_resnet.py \
@@ -30,7 +37,7 @@ def get_config(epochs: int = 180, decay_epochs=(100, 150)) -> ml_collections.Con
       widths=(16, 32, 64),             # stage widths (bottleneck outputs 4x)
       mixer="residual",                # none, residual, dense, aila1, aila2, mrla_base, mrla_light
       mixer_kwargs=ml_collections.ConfigDict(),  # the mixer's options (aila_jax.nn.depth), e.g. num_heads
-      drop_path=0.0,                   # stochastic depth rate (0.2 in the MRLA recipe)
+      drop_path=0.0,                   # stochastic depth rate (MRLA's ImageNet EfficientNet/DeiT runs use 0.2)
   ))
   config.batch_size = 128
   config.eval_batch_size = 1000

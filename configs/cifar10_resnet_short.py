@@ -1,6 +1,6 @@
 r"""CIFAR-10 ResNet with a depth mixer, short schedule: 15 epochs (a few minutes on one GPU).
 
-The MRLA recipe of configs/cifar10_resnet.py (SGD momentum 0.9, weight decay
+The CIFAR recipe of configs/cifar10_resnet.py (SGD momentum 0.9, weight decay
 1e-4, crop + flip) scaled down in time: batch 256, peak learning rate 0.2
 (linear scaling), one epoch of linear warm-up then linear decay to zero
 (better than step decay when the run is short), bfloat16 compute.
@@ -8,7 +8,8 @@ The MRLA recipe of configs/cifar10_resnet.py (SGD momentum 0.9, weight decay
 Measured with ``get_config(epochs=12)`` (ResNet-20, one H200, six runs sharing it, seeds 0 / 1;
 bench/results/depth_train_cifar12_NVIDIA-H200.json, ``python3 bench/depth_train.py --skip prices
 --epochs 12 --mixers MIXER --seed S --set worker_count=2``): residual 82.57 / 82.39% test accuracy,
-MRLA-light 83.07 / 83.01%, AILA-1 82.98 / 82.88% (on the JPEG copy of CIFAR-10).
+MRLA-light 83.07 / 83.01% (with the initialisation of that time, today
+``mixer_kwargs.mrla_init='flax'``), AILA-1 82.98 / 82.88% (on the JPEG copy of CIFAR-10).
 Alone on the H200 with ``--set worker_count=8`` (bench/results/depth_train_cifar_halftime_NVIDIA-H200.json)
 the residual's 12 epochs trained in 10-17 s after a 15-23 s first (compiling) step: 82.78 / 82.59%.
 

@@ -161,12 +161,14 @@ class _ConvBN(nn.Module):
   kernel: int = 3
   stride: int = 1
   dtype: Any = jnp.float32
+  zero_scale: bool = False  # BN scale starts at 0 (the last BN of a residual branch, official MRLA init)
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride), padding="SAME",
                 use_bias=False, kernel_init=nn.initializers.kaiming_normal(), dtype=self.dtype, name="conv")(x)
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name="bn")(x)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name="bn",
+                        scale_init=nn.initializers.zeros if self.zero_scale else nn.initializers.ones)(x)
 
 
 class BasicBranch(nn.Module):
@@ -174,12 +176,13 @@ class BasicBranch(nn.Module):
   width: int
   stride: int = 1
   dtype: Any = jnp.float32
+  zero_last: bool = False  # the last BN's scale starts at 0
   expansion = 1
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.relu(_ConvBN(self.width, 3, self.stride, self.dtype, name="a")(x, train))
-    return _ConvBN(self.width, 3, 1, self.dtype, name="b")(x, train)
+    return _ConvBN(self.width, 3, 1, self.dtype, self.zero_last, name="b")(x, train)
 
 
 class BottleneckBranch(nn.Module):
@@ -187,13 +190,14 @@ class BottleneckBranch(nn.Module):
   width: int
   stride: int = 1
   dtype: Any = jnp.float32
+  zero_last: bool = False  # the last BN's scale starts at 0
   expansion = 4
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.relu(_ConvBN(self.width, 1, 1, self.dtype, name="a")(x, train))
     x = nn.relu(_ConvBN(self.width, 3, self.stride, self.dtype, name="b")(x, train))
-    return _ConvBN(self.width * 4, 1, 1, self.dtype, name="c")(x, train)
+    return _ConvBN(self.width * 4, 1, 1, self.dtype, self.zero_last, name="c")(x, train)
 
 
 class CifarResNet(nn.Module):
@@ -208,6 +212,7 @@ class CifarResNet(nn.Module):
   skip_layers: Sequence[str] = ()  # ELA: blocks 'stage_s/block_t' that reuse the previous retrieval
   ela_stats: bool = False          # ELA: intermediates['ela_kl'] (adjacent-layer KLs)
   ela_kl_support: str = "pad"      # ELA: redundancy.adjacent_kl's support, 'pad' or 'renormalize'
+  zero_init_last_bn: bool | None = None  # None: on for the MRLA mixers with their official init
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -220,6 +225,8 @@ class CifarResNet(nn.Module):
     check_ela(self.mixer, self.ela_stats, self.ela_kl_support)
     skips = check_skip_layers(self.skip_layers, mixer=self.mixer, blocks_per_stage=(n,) * len(self.widths))
     branch_cls = BasicBranch if self.block == "basic" else BottleneckBranch
+    zero_last = (depth_nn.zero_init_last_bn(self.mixer, mkw) if self.zero_init_last_bn is None
+                 else bool(self.zero_init_last_bn))
     inter: dict = {}
     x = nn.relu(_ConvBN(self.widths[0], 3, 1, self.dtype, name="stem")(x.astype(self.dtype), train))
     for s, width in enumerate(self.widths):
@@ -231,7 +238,7 @@ class CifarResNet(nn.Module):
       buffer = mixer_cls.init_buffer(x0, n + 1)
       weights = []
       for t in range(1, n + 1):
-        h = branch_cls(width, stride if t == 1 else 1, self.dtype, name=f"stage{s}_block{t}")(x, train)
+        h = branch_cls(width, stride if t == 1 else 1, self.dtype, zero_last, name=f"stage{s}_block{t}")(x, train)
         mixer = depth_nn.make_mixer(self.mixer, layer=t, depth=n + 1, activation="relu",
                                     drop_path=self.drop_path, norm="batch", dtype=self.dtype,
                                     name=f"stage{s}_mixer{t}", skip=(s, t) in skips, **mkw)

@@ -113,7 +113,9 @@ retrieval and cannot be skipped. The parameters do not depend on ``skip``.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -295,10 +297,26 @@ class AILA1Mixer(_Mixer):
 
   .. math:: x_t = \phi\Big(h_t + [x_{t-1}] + \sum_{i \in V_t} a_{t,i}\, x_i\Big),
      \qquad a_{t,\cdot} = \mathrm{normalize}(w_{t,\cdot}; V_t)
+
+  ``connection='linear'`` (the abstract's "simple linear layers as the
+  connection mechanism") replaces each scalar by a learned linear map of the
+  channels (a 1x1 convolution on images, no bias):
+
+  .. math:: x_t = \phi\Big(h_t + [x_{t-1}] + \sum_{i \in V_t} x_i W_{t,i}\Big),
+     \qquad W_{t,i} \in \mathbb{R}^{D \times D},\ W_{t,i}^{(0)} = a_{t,i}^{(0)} I,
+
+  one parameter ``depth_maps`` ``[T, D, D]`` (no logits) initialised at the
+  scalar mix's initial weights times the identity (``softmax``: the uniform
+  mean of the readable layers; ``none``: the residual network), so both
+  connections start as the same network. Its distribution over depth (sown,
+  returned, read by ELA) is each map's share of the Frobenius norms,
+  :math:`\|W_{t,i}\|_F / \sum_{j \in V_t} \|W_{t,j}\|_F`, a measure of
+  where layer :math:`t` reads, not a factor of the output.
   """
   normalization: str = "softmax"
   include_input: bool = True
   residual: bool = False
+  connection: str = "scalar"   # 'scalar' (a_{t,i} x_i) or 'linear' (x_i W_{t,i}, a D x D map per slot)
   uses_history = True
 
   @nn.compact
@@ -315,9 +333,28 @@ class AILA1Mixer(_Mixer):
         return jnp.zeros(shape, dtype).at[layer - 1].set(1.0)
       return jnp.zeros(shape, dtype) if self.normalization == "softmax" else jnp.ones(shape, dtype)
 
-    logits = self.param("depth_logits", init, (depth,))
-    if self._full():
-      mask = depth_attn.depth_mask(layer, depth, include_input=self.include_input or layer == 1)
+    if self.connection not in AILA1_CONNECTIONS:
+      raise ConfigError(f"config.model.mixer_kwargs.connection: expected one of {AILA1_CONNECTIONS}, "
+                        f"got {self.connection!r}")
+    mask = depth_attn.depth_mask(layer, depth, include_input=self.include_input or layer == 1)
+    if self.connection == "linear":
+      width = h.shape[-1]
+
+      def init_maps(key, shape, dtype=jnp.float32):  # a_{t,i}^(0) I: the scalar mixer's start
+        a0 = depth_attn.normalize_depth_weights(init(key, (depth,), dtype), mask, self.normalization)
+        return a0[:, None, None] * jnp.eye(width, dtype=dtype)
+
+      maps = self.param("depth_maps", init_maps, (depth, width, width))  # (T, D, D)
+      if self._full():
+        sl = depth_attn.readable_slots(layer, depth, include_input=self.include_input or layer == 1)
+        norms = jnp.sqrt(jnp.sum(jnp.square(maps), axis=(1, 2)))  # (T,) Frobenius norms
+        weights = jnp.where(mask, norms, 0.0) / jnp.sum(jnp.where(mask, norms, 0.0))
+        retrieval = functools.reduce(operator.add, (
+            jnp.einsum("...c,cd->...d", x, maps[i].astype(x.dtype))
+            for i, x in zip(range(sl.start, sl.stop), buffer["x"][sl])))
+    else:
+      logits = self.param("depth_logits", init, (depth,))
+    if self._full() and self.connection == "scalar":
       weights = depth_attn.normalize_depth_weights(logits, mask, self.normalization)  # (T,)
       retrieval = self._mix(weights, buffer, self.include_input or layer == 1)
     if self.skip:  # ELA: reuse block t-1's mix (no weighted sum over the slots)
@@ -431,12 +468,13 @@ class _DepthwiseConv(nn.Module):
   """``nn.Conv(C, k, feature_group_count=C, use_bias=False)`` (same parameter), computed by ``impl``."""
   kernel_size: tuple[int, ...]
   impl: str = "shifted"         # 'shifted' (depthwise_conv_same) or 'conv' (lax grouped convolution)
+  kernel_init: Callable = nn.initializers.lecun_normal()
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     c = x.shape[-1]
-    kernel = self.param("kernel", nn.initializers.lecun_normal(), self.kernel_size + (1, c), jnp.float32)
+    kernel = self.param("kernel", self.kernel_init, self.kernel_size + (1, c), jnp.float32)
     x = x.astype(self.dtype)
     if self.impl == "shifted":
       return depthwise_conv_same(x, kernel.astype(self.dtype))
@@ -447,16 +485,33 @@ class _DepthwiseConv(nn.Module):
 
 
 class _MRLAProjections(nn.Module):
-  """MRLA's Q, K (ECA 1-D convs over pooled channels) and V (depthwise conv) of a block output.
+  r"""MRLA's Q, K (ECA 1-D convs over pooled channels) and V (depthwise conv) of a block output.
 
   ``value_conv`` / ``eca_conv`` choose how the value's depthwise conv and the
   query/key ECA convs are computed: ``'shifted'`` (fused shifted sums,
   :func:`depthwise_conv_same`) or ``'conv'`` (XLA convolutions). The parameter
   tree is the same either way (the ECA kernels are those of
   ``nn.Conv(1, (k,), use_bias=False)``), so checkpoints move between them.
+
+  ``mrla_init`` (:data:`MRLA_INITS`): ``'official'`` initialises as the official
+  code (its ResNets' init loop: ``kaiming_normal_(mode='fan_out')`` on every
+  ``Conv2d``, the value's depthwise conv included; PyTorch's default for the
+  ``Conv1d`` query/key kernels):
+
+  .. math::
+
+     W_v \sim \mathcal N\big(0,\ 2 / (k^{d} C)\big) \ (3 \times 3:\ \mathrm{std} = \sqrt{2/(9C)}),
+     \qquad W_q, W_k \sim \mathcal U\big(\pm 1/\sqrt{k_{\mathrm{eca}}}\big)
+
+  (``Conv2d(C, C, 3, groups=C)``'s fan-out is :math:`9C`: PyTorch does not
+  divide it by the groups; a ``Conv1d(1, 1, k)`` has fan-in :math:`k`; on
+  sequences the 1-D value kernel gets :math:`2/(3C)`). ``'flax'`` keeps the
+  earlier default, LeCun normal (truncated) for all three. Same parameter
+  tree either way.
   """
   value_conv: str = "shifted"
   eca_conv: str = "shifted"
+  mrla_init: str = "official"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -465,16 +520,24 @@ class _MRLAProjections(nn.Module):
       if getattr(self, key) not in ("shifted", "conv"):
         raise ConfigError(f"config.model.mixer_kwargs.{key}: expected 'shifted' or 'conv', "
                           f"got {getattr(self, key)!r}")
+    if self.mrla_init not in MRLA_INITS:
+      raise ConfigError(f"config.model.mixer_kwargs.mrla_init: expected one of {MRLA_INITS}, "
+                        f"got {self.mrla_init!r}")
     c = o.shape[-1]
     pos_axes = tuple(range(1, o.ndim - 1))
     y = o.mean(pos_axes) if pos_axes else o  # (B, C) global average pooling
     ks = depth_attn.eca_kernel_size(c)
+    qk_init = v_init = nn.initializers.lecun_normal()
+    if self.mrla_init == "official":
+      qk_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")  # U(+-1/sqrt(ks))
+      v_init = nn.initializers.normal((2.0 / (3 ** len(pos_axes) * c)) ** 0.5)  # N(0, 2/(9C)) in 2-D
     y1 = y[..., None]  # (B, C, 1): the channels as a 1-D sequence of one feature
     # a 1-D conv of one feature is a depthwise conv of one channel: same kernel [ks, 1, 1] as nn.Conv's
-    q = _DepthwiseConv((ks,), impl=self.eca_conv, dtype=self.dtype, name="wq")(y1)[..., 0]
-    k = _DepthwiseConv((ks,), impl=self.eca_conv, dtype=self.dtype, name="wk")(y1)[..., 0]
+    q = _DepthwiseConv((ks,), impl=self.eca_conv, kernel_init=qk_init, dtype=self.dtype, name="wq")(y1)[..., 0]
+    k = _DepthwiseConv((ks,), impl=self.eca_conv, kernel_init=qk_init, dtype=self.dtype, name="wk")(y1)[..., 0]
     if pos_axes:
-      v = _DepthwiseConv((3,) * len(pos_axes), impl=self.value_conv, dtype=self.dtype, name="wv")(o)
+      v = _DepthwiseConv((3,) * len(pos_axes), impl=self.value_conv, kernel_init=v_init, dtype=self.dtype,
+                         name="wv")(o)
     else:
       v = o * self.param("wv", nn.initializers.ones, (c,)).astype(o.dtype)
     return q, k, v  # (B, C), (B, C), (B, *P, C)
@@ -484,9 +547,10 @@ class _MRLAMixer(_Mixer):
   """Fields and projections shared by the two MRLA mixers."""
   value_conv: str = "shifted"   # the value's depthwise conv: 'shifted' (fused shifted sums) or 'conv'
   eca_conv: str = "shifted"     # the query/key ECA 1-D convs: 'shifted' (fused shifted sums) or 'conv'
+  mrla_init: str = "official"   # 'official' (the official code's init, see _MRLAProjections) or 'flax' (LeCun)
 
   def _projections(self, o):
-    return _MRLAProjections(self.value_conv, self.eca_conv, dtype=self.dtype, name="mrla")(o)
+    return _MRLAProjections(self.value_conv, self.eca_conv, self.mrla_init, dtype=self.dtype, name="mrla")(o)
 
 
 class MRLABaseMixer(_MRLAMixer):
@@ -663,16 +727,18 @@ class DLAMixer(_Mixer):
 
 
 MRLA_INITS = ("official", "flax")
+AILA1_CONNECTIONS = ("scalar", "linear")
 
 
 def zero_init_last_bn(mixer: str, mixer_kwargs=None) -> bool:
   """Whether a backbone's default starts the last BN of each residual branch at zero for ``mixer``.
 
-  True for the MRLA mixers with ``init='official'`` (their default): both official
+  True for the MRLA mixers with ``mrla_init='official'`` (their default): both official
   MRLA ResNets (``zero_init_last_bn=True``) set the scale of each Bottleneck's
   ``bn3`` to 0, so every block starts as its shortcut plus the MRLA branch.
   """
-  return mixer in ("mrla_base", "mrla_light") and dict(mixer_kwargs or {}).get("init", "official") == "official"
+  official = dict(mixer_kwargs or {}).get("mrla_init", "official") == "official"
+  return mixer in ("mrla_base", "mrla_light") and official
 
 
 SKIPPABLE = ("aila1", "aila2", "mrla_base")  # mixers with a distribution over depth (ELA may skip their retrieval)
