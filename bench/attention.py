@@ -57,6 +57,7 @@ import numpy as np  # noqa: E402
 
 from aila_jax.attention import dot_product as dpa  # noqa: E402
 from aila_jax.nn.attention import MultiHeadAttention  # noqa: E402
+from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
 
 try:
   import torch  # noqa: E402
@@ -325,7 +326,7 @@ def main():
     print(f"shape B={b} L={length} H={h} D={d} causal={causal}", flush=True)
     info["shapes"].append(bench_shape(b, length, h, d, causal, args.reps,
                                       on_gpu))
-    path.write_text(json.dumps(info, indent=1))  # Partial results survive.
+    save_result(path, info, indent=1)  # Partial results survive.
 
   print("\nshape                 causal  ours  cudnn  torch  xla   "
         "ours_mod flax_mod | ours/cudnn ours/torch mod/flax")

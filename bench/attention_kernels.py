@@ -29,6 +29,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import attention as common  # noqa: E402  (bench/attention.py: timer, FLOPs, torch import)
+from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -121,7 +122,7 @@ def main():
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   path = out / f"attention_kernels_{re.sub(r'[^A-Za-z0-9._-]+', '-', device)}.json"
-  path.write_text(json.dumps(report, indent=1))
+  save_result(path, report, indent=1)
   print(json.dumps(report["ratio_to_best_torch"], indent=1), "\nwrote", path)
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import pathlib
 import re
@@ -52,6 +51,7 @@ import optax  # noqa: E402
 
 from aila_jax import models  # noqa: E402
 from aila_jax.train.state import param_count  # noqa: E402
+from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
 
 try:
   import torch  # noqa: E402
@@ -262,7 +262,7 @@ def main():
     result["rows"].append(row)
     if not args.quick:
       path.parent.mkdir(parents=True, exist_ok=True)
-      path.write_text(json.dumps(result, indent=2))
+      save_result(path, result, indent=2)
 
   result["interleave"] = args.interleave
   result["xla_flags"] = os.environ.get("XLA_FLAGS", "")
@@ -285,7 +285,7 @@ def main():
             f"x{r['ratio_vs_residual']:.3f} (ours residual = 1)", flush=True)
   result["complete"] = True
   if not args.quick:
-    path.write_text(json.dumps(result, indent=2))
+    save_result(path, result, indent=2)
     print("wrote", path)
   return result
 

@@ -40,6 +40,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from depth import MIXERS, make_step, run_steps  # noqa: E402  (bench/depth.py)
+from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
 
 _SKIP = {"parameter", "get-tuple-element", "tuple", "bitcast", "constant", "after-all", "partition-id",
          "replica-id", "opt-barrier"}
@@ -153,7 +154,7 @@ def main():
     print(f"{spec:28s} wall {row['wall_ms']:8.3f} ms/step  {row['hlo_ops_total']:4d} ops ({ops}){busy}",
           flush=True)
     if path:
-      path.write_text(json.dumps(result, indent=2))
+      save_result(path, result, indent=2)
   if path:
     print("wrote", path)
 

@@ -58,6 +58,7 @@ from aila_jax.tasks.forecasting import add_derived, select_by_val  # noqa: E402
 from aila_jax.train import config_check  # noqa: E402
 from aila_jax.train import train_and_evaluate  # noqa: E402
 from aila_jax.train.metrics import read_metrics  # noqa: E402
+from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
 from configs import cifar10_resnet_short, prices_aila, prices_lstm  # noqa: E402
 
 PRICE_MODELS = ("aila1", "aila2", "lstm", "lstm_aila1", "lstm_aila2")
@@ -103,7 +104,7 @@ def main():
 
   def save():
     result["total_s"] = time.perf_counter() - start
-    json_path.write_text(json.dumps(result, indent=2))
+    save_result(json_path, result, indent=2)
 
   def over_budget():
     return time.perf_counter() - start > args.budget_s

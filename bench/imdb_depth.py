@@ -53,6 +53,7 @@ from aila_jax.data import datasets  # noqa: E402
 from aila_jax.train import metrics as metrics_lib  # noqa: E402
 from aila_jax.train import train_and_evaluate  # noqa: E402
 from aila_jax.train.state import param_count  # noqa: E402
+from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
 from configs import imdb_aila, imdb_depth_transformer, imdb_lstm, imdb_transformer  # noqa: E402
 
 # name -> (config module, overrides by config path); the order is the default order of the runs.
@@ -202,7 +203,7 @@ def main():
   def save():
     result["summary"] = summarize(result["runs"])
     result["total_seconds"] = time.perf_counter() - start
-    path.write_text(json.dumps(result, indent=1))
+    save_result(path, result, indent=1)
 
   result["data"], model_kwargs = prepare_data(args, cache_dir)
   save()

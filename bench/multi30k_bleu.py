@@ -25,6 +25,8 @@ from absl import app, flags, logging
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
+
 _OUT = flags.DEFINE_string("out", "bench/results", "Folder for the JSON result.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/multi30k_bleu", "Training folder (emptied first).")
 _TRAIN_SECONDS = flags.DEFINE_float("train_seconds", 330.0, "Stop training after this many seconds.")
@@ -108,7 +110,7 @@ def main(argv):
   out_dir.mkdir(parents=True, exist_ok=True)
 
   def dump():  # after every result, so that a run cut short keeps what it measured
-    (out_dir / "multi30k_bleu.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    save_result(out_dir / "multi30k_bleu.json", report, indent=2, ensure_ascii=False)
 
   steps = averaging.checkpoint_steps(workdir)
   for step in reversed(steps):  # the last checkpoint first

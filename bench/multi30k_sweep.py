@@ -26,6 +26,9 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.results_io import load_result, save_result  # noqa: E402  (JSON summary + .curves.npz)
 
 _TINY = ["model.preset=transformer_small", "model.d_model=128", "model.num_heads=4", "model.d_ff=256",
          "model.num_encoder_layers=4", "model.num_decoder_layers=4", "model.dropout_rate=0.3",
@@ -99,7 +102,7 @@ def main():
     result_file = work / name / "out" / "multi30k_bleu.json"
     row = {"overrides": overrides, "returncode": rc}
     if result_file.exists():
-      res = json.loads(result_file.read_text())
+      res = load_result(result_file)
       report.setdefault("device", res.get("device"))
       last = res["checkpoints"][0] if res["checkpoints"] else {}
       row.update({
@@ -122,7 +125,7 @@ def main():
   report["wall_seconds"] = time.perf_counter() - t0
   device = (report.get("device") or "unknown").replace(" ", "-")
   path = out / f"multi30k_sweep_{device}.json"
-  path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+  save_result(path, report, indent=2, ensure_ascii=False)
   print(f"wrote {path}", flush=True)
 
 

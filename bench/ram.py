@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import json
 import os
 import pathlib
 import platform
@@ -55,6 +54,7 @@ import numpy as np  # noqa: E402
 from aila_jax import models, tasks  # noqa: E402
 from aila_jax.data import datasets, pipeline  # noqa: E402
 from aila_jax.train import optim, sharding, trainer  # noqa: E402
+from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
 
 PORT = dict(glimpse_size=8, num_scales=1, num_glimpses=6, glimpse_hidden=128, location_hidden=128,
             glimpse_features=256, hidden=256, std=0.05, learning_rate=3e-4, batch_size=128,
@@ -267,7 +267,7 @@ def main():
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   path = out / f"ram_{re.sub(r'[^A-Za-z0-9._-]+', '-', device_name)}.json"
-  path.write_text(json.dumps(result, indent=1))
+  save_result(path, result, indent=1)
   print("wrote", path)
 
 

@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from aila_jax.models.transformer import EncoderDecoder  # noqa: E402
+from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
 
 try:
   import torch  # noqa: E402
@@ -235,7 +236,7 @@ def main():
     print(f"{name:14s} {r['tokens_per_s']:12,.0f} tokens/s  step {1e3 * r['step_s']:8.2f} ms  "
           f"first step {r['compile_s']:6.1f} s  loss {r['loss']:.3f}  params {r['params']:,}",
           flush=True)
-    path.write_text(json.dumps(info, indent=1))  # partial results survive a timeout
+    save_result(path, info, indent=1)  # partial results survive a timeout
 
   record("ours", bench_ours(sizes, args.vocab, x, y, args.warmup, args.steps))
   if torch is not None:
@@ -249,7 +250,7 @@ def main():
     info["ratios"] = {f"ours/{k}": ours / v["tokens_per_s"] for k, v in info["results"].items()
                       if k != "ours" and "tokens_per_s" in v}
     print(json.dumps(info["ratios"], indent=1), flush=True)
-  path.write_text(json.dumps(info, indent=1))
+  save_result(path, info, indent=1)
   print(f"wrote {path}", flush=True)
 
 
