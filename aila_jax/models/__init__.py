@@ -9,6 +9,7 @@ from aila_jax.errors import ConfigError
 from aila_jax.models.simple import CNN, MLP
 from aila_jax.models.transformer import EncoderDecoder, TransformerClassifier
 from aila_jax.models.depth_backbones import CifarResNet, DepthLSTM, DepthMLP
+from aila_jax.models.depth_resnet import DepthResNet
 from aila_jax.models.depth_text import DepthTextMLP, DepthTransformerClassifier, LSTMClassifier
 from aila_jax.models.ram import RAM, WSRAM
 from aila_jax.models.dla import MODELS as DLA_FAMILY
@@ -19,6 +20,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "transformer": EncoderDecoder,
     "transformer_classifier": TransformerClassifier,
     "cifar_resnet": CifarResNet,
+    "resnet50_depth": DepthResNet,
     "depth_mlp": DepthMLP,
     "depth_lstm": DepthLSTM,
     "depth_text_mlp": DepthTextMLP,

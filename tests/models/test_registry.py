@@ -58,6 +58,8 @@ PINNED_ELSEWHERE = {
     "dla34_up": "tests/models/test_dla.py",
     "cifar_dla": "tests/models/test_dla.py",
     "cifar_simple_dla": "tests/models/test_dla.py",
+    # ResNet-50 with a depth mixer: torchvision / official MRLA counts, with jax.eval_shape
+    "resnet50_depth": "tests/models/test_depth_resnet.py",
 }
 
 
