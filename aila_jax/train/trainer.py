@@ -26,6 +26,7 @@ import optax
 from aila_jax import models, tasks
 from aila_jax.data import datasets, pipeline
 from aila_jax.train import checkpoint, config_check, ela as ela_lib, metrics as metrics_lib, optim, sharding
+from aila_jax.train import compile_cache
 from aila_jax.train.state import TrainState, param_count, unfreeze
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -155,6 +156,7 @@ def initialize_multihost(config) -> None:
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final metrics."""
   config_check.check_config(config)
+  compile_cache.enable(config)  # a rerun reads its compiled steps back (config.compilation_cache)
   ela_lib.check_config(config)
   if config.get("multihost", False):
     initialize_multihost(config)
