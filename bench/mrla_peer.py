@@ -1,0 +1,259 @@
+r"""Ours vs the official PyTorch MRLA (github joyfang1106/MRLA) on one GPU: ResNet-50 at 224, batch 128.
+
+Three networks per framework, each a full training step (forward, backward,
+SGD with momentum 0.9 and weight decay 1e-4, BatchNorm statistics) on a fixed
+random batch:
+
+* ``plain``: the official ``resnet50`` (``resnet/models/resnet.py``) vs our
+  ``resnet50_depth`` with ``mixer='residual'``;
+* ``mrla_light``: the official ``resnet50_mrlal`` vs ``mixer='mrla_light'``;
+* ``mrla_base``: the official ``resnet50_mrlab`` vs ``mixer='mrla_base'`` with
+  the official deep stem (``stem='deep'``).
+
+Parameter counts are printed for both sides (they are equal). PyTorch runs
+under bf16 autocast with channels-last tensors, eagerly and with
+``torch.compile`` (``--torch-modes``); ours is one ``jax.jit`` step, bf16
+compute with float32 parameters. Every network is built and warmed up first,
+then ``--rounds`` rounds time each network in turn for ``--loop`` steps
+(synchronised), and each time is the median over the rounds, so drifts of the
+machine fall on all of them alike. Reported per network: images/s and the
+relative cost of the mixer, its step time over the plain ResNet-50's step in
+the same framework and mode.
+
+The official code is not part of this repository: :func:`fetch_peer` copies
+``resnet/`` from a local git mirror (``--mirror``, default
+``/work/.mirror/joyfang1106+MRLA/repo``) into the ignored folder
+``bench/.peers/mrla/`` once; on a machine without the mirror, carry that
+folder. It needs ``einops`` (MRLA-base). Its ``models/__init__.py`` names a
+``resnet152_mrlal`` that does not exist, so the model files are imported
+without running the package's ``__init__``.
+
+  python3 bench/mrla_peer.py --out bench/results          # on a GPU
+  python3 bench/mrla_peer.py --smoke                      # CPU: tiny images, 2 steps, nothing written
+
+Writes ``mrla_peer_<device>.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import sys
+import time
+import types
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")  # room for torch on the same GPU
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+from aila_jax import models  # noqa: E402
+from aila_jax.train.state import param_count  # noqa: E402
+
+PEER_DIR = ROOT / "bench" / ".peers" / "mrla"
+MIRROR = "/work/.mirror/joyfang1106+MRLA/repo"
+NETS = {  # name: (official module, official constructor, our model kwargs)
+    "plain": ("resnet", "resnet50", {"mixer": "residual"}),
+    "mrla_light": ("resnet_mrla_light", "resnet50_mrlal", {"mixer": "mrla_light"}),
+    "mrla_base": ("resnet_mrla_base", "resnet50_mrlab", {"mixer": "mrla_base", "stem": "deep"}),
+}
+
+
+def fetch_peer(mirror: str = MIRROR, dest: pathlib.Path = PEER_DIR) -> pathlib.Path:
+  """The official ``resnet/`` folder under ``dest`` (copied from the git mirror once); its commit is recorded."""
+  models_dir = dest / "resnet" / "models"
+  if not models_dir.is_dir():
+    if not pathlib.Path(mirror).is_dir():
+      raise FileNotFoundError(f"no official MRLA code in {dest} and no mirror at {mirror}: fetch github "
+                              "joyfang1106/MRLA there (or pass --mirror), or carry bench/.peers/mrla")
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", mirror, "archive", "HEAD", "resnet"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    commit = subprocess.run(["git", "-C", mirror, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    (dest / "COMMIT").write_text(commit.stdout)
+  return models_dir
+
+
+def official_constructors(models_dir: pathlib.Path) -> dict:
+  """``{net: constructor}`` from the official model files, without the broken ``models/__init__``."""
+  sys.path.insert(0, str(models_dir.parent))
+  pkg = types.ModuleType("models")
+  pkg.__path__ = [str(models_dir)]
+  sys.modules["models"] = pkg
+  import importlib  # pylint: disable=import-outside-toplevel
+  return {net: getattr(importlib.import_module(f"models.{mod}"), ctor) for net, (mod, ctor, _) in NETS.items()}
+
+
+def run_jax(step, state, n):
+  t = time.perf_counter()
+  for _ in range(n):
+    state = step(state)
+  jax.block_until_ready(state)
+  return state, (time.perf_counter() - t) / n
+
+
+def make_ours(net, batch, size, num_classes, dtype):
+  """A jitted SGD step of our ResNet-50 for ``net``: (step, state, parameter count)."""
+  kwargs = NETS[net][2]
+  model = models.get_model("resnet50_depth", num_classes=num_classes, dtype=dtype, **kwargs)
+  key = jax.random.PRNGKey(0)
+  x = jax.random.normal(key, (batch, size, size, 3), jnp.float32)
+  y = jax.random.randint(key, (batch,), 0, num_classes)
+  variables = model.init(key, x[:2], train=False)
+  params, stats = variables["params"], variables["batch_stats"]
+  tx = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(0.1, momentum=0.9))
+
+  def loss_fn(p, s):
+    (logits, _), new = model.apply({"params": p, "batch_stats": s}, x, train=True, mutable=["batch_stats"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new["batch_stats"]
+
+  @jax.jit
+  def step(state):
+    p, s, o = state
+    (_, s), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s)
+    updates, o = tx.update(g, o, p)
+    return optax.apply_updates(p, updates), s, o
+
+  return step, (params, stats, tx.init(params)), param_count(params)
+
+
+class TorchRunner:
+  """One official network's SGD step, bf16 autocast, channels-last; ``mode`` 'eager' or 'compile'."""
+
+  def __init__(self, ctor, mode, batch, size, num_classes, device):
+    import torch  # pylint: disable=import-outside-toplevel
+    self.torch = torch
+    self.device = device
+    self.model = ctor(num_classes=num_classes).to(device).to(memory_format=torch.channels_last)
+    self.params = sum(p.numel() for p in self.model.parameters())
+    self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    self.x = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
+    self.y = torch.randint(0, num_classes, (batch,), device=device)
+    self.fwd = torch.compile(self.model) if mode == "compile" else self.model
+    self.autocast = device.startswith("cuda")
+
+  def step(self):
+    torch = self.torch
+    self.opt.zero_grad(set_to_none=True)
+    with torch.autocast("cuda" if self.autocast else "cpu", dtype=torch.bfloat16, enabled=self.autocast):
+      loss = torch.nn.functional.cross_entropy(self.fwd(self.x), self.y)
+    loss.backward()
+    self.opt.step()
+
+  def run(self, n):
+    t = time.perf_counter()
+    for _ in range(n):
+      self.step()
+    if self.device.startswith("cuda"):
+      self.torch.cuda.synchronize()
+    return (time.perf_counter() - t) / n
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--out", default="bench/results")
+  ap.add_argument("--batch", type=int, default=128)
+  ap.add_argument("--size", type=int, default=224)
+  ap.add_argument("--classes", type=int, default=1000)
+  ap.add_argument("--rounds", type=int, default=5)
+  ap.add_argument("--loop", type=int, default=10)
+  ap.add_argument("--nets", default="plain,mrla_light,mrla_base")
+  ap.add_argument("--torch-modes", default="eager,compile", help="',' separated: eager, compile ('' for none)")
+  ap.add_argument("--mirror", default=MIRROR)
+  ap.add_argument("--tag", default="")
+  ap.add_argument("--smoke", action="store_true", help="CPU check: 32x32 images, batch 2, 1 round of 1 step")
+  args = ap.parse_args()
+  if args.smoke:
+    args.batch, args.size, args.classes, args.rounds, args.loop = 2, 32, 10, 1, 1
+  nets = [n for n in args.nets.split(",") if n]
+  unknown = sorted(set(nets) - set(NETS))
+  if unknown:
+    raise SystemExit(f"--nets: unknown {unknown}; expected some of {sorted(NETS)}")
+  modes = [m for m in args.torch_modes.split(",") if m]
+  ctors = official_constructors(fetch_peer(args.mirror)) if modes else {}
+  import torch  # pylint: disable=import-outside-toplevel
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  if device == "cuda":
+    torch.backends.cudnn.benchmark = True
+  dev = jax.devices()[0]
+  kind = getattr(dev, "device_kind", dev.platform)
+  runs = []  # each: {"framework", "mode", "net", "params", "setup_s", "fn", "times"}
+  for net in nets:
+    t = time.perf_counter()
+    step, state, n_params = make_ours(net, args.batch, args.size, args.classes, jnp.bfloat16)
+    holder = {"state": state}
+
+    def fn(n, step=step, holder=holder):
+      holder["state"], sec = run_jax(step, holder["state"], n)
+      return sec
+
+    fn(1)
+    runs.append({"framework": "jax", "mode": "jit", "net": net, "params": n_params,
+                 "setup_s": time.perf_counter() - t, "fn": fn, "times": []})
+    print(f"ours  {net:11s} {n_params:>11,d} params, first step after {runs[-1]['setup_s']:.1f} s", flush=True)
+    for mode in modes:
+      t = time.perf_counter()
+      r = TorchRunner(ctors[net], mode, args.batch, args.size, args.classes, device)
+      r.run(3 if not args.smoke else 1)  # compiles (mode 'compile') and warms up
+      runs.append({"framework": "torch", "mode": mode, "net": net, "params": r.params,
+                   "setup_s": time.perf_counter() - t, "fn": r.run, "times": []})
+      print(f"torch {net:11s} {r.params:>11,d} params, {mode} warm after {runs[-1]['setup_s']:.1f} s", flush=True)
+  for r in runs:
+    r["fn"](2 if not args.smoke else 1)
+  for _ in range(args.rounds):
+    for r in runs:
+      r["times"].append(r["fn"](args.loop))
+  rows = []
+  for r in runs:
+    sec = statistics.median(r["times"])
+    rows.append({k: r[k] for k in ("framework", "mode", "net", "params", "setup_s")} |
+                {"step_ms": sec * 1e3, "images_per_s": args.batch / sec, "round_ms": [t * 1e3 for t in r["times"]]})
+  plain = {(r["framework"], r["mode"]): r["step_ms"] for r in rows if r["net"] == "plain"}
+  for r in rows:
+    base = plain.get((r["framework"], r["mode"]))
+    r["relative_cost"] = r["step_ms"] / base if base else None
+  print(f"\n{'framework':9s} {'mode':8s} {'net':11s} {'params':>11s} {'ms/step':>9s} {'img/s':>8s} {'x plain':>8s}")
+  for r in rows:
+    rel = f"{r['relative_cost']:.3f}" if r["relative_cost"] else "-"
+    print(f"{r['framework']:9s} {r['mode']:8s} {r['net']:11s} {r['params']:>11,d} {r['step_ms']:9.2f} "
+          f"{r['images_per_s']:8.0f} {rel:>8s}")
+  summary = {}
+  for net in nets:
+    if net == "plain":
+      continue
+    ours = next((r for r in rows if r["framework"] == "jax" and r["net"] == net), None)
+    theirs = [r for r in rows if r["framework"] == "torch" and r["net"] == net]
+    if ours and theirs:
+      best = max(theirs, key=lambda r: r["images_per_s"])
+      best_rel = min((r["relative_cost"] for r in theirs if r["relative_cost"]), default=None)
+      summary[net] = {"ours_images_per_s": ours["images_per_s"], "official_best_images_per_s": best["images_per_s"],
+                      "throughput_ratio": ours["images_per_s"] / best["images_per_s"],
+                      "ours_relative_cost": ours["relative_cost"], "official_best_relative_cost": best_rel,
+                      "overhead_ratio": ((ours["relative_cost"] - 1) / (best_rel - 1)
+                                         if ours["relative_cost"] and best_rel and best_rel > 1 else None)}
+      print(f"{net}: ours {summary[net]['throughput_ratio']:.2f}x the official best images/s; relative cost "
+            f"{ours['relative_cost']:.3f} vs official best {best_rel:.3f}", flush=True)
+  result = {"device": kind, "torch_device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+            "jax": jax.__version__, "torch": torch.__version__, "batch": args.batch, "size": args.size,
+            "classes": args.classes, "rounds": args.rounds, "loop": args.loop, "dtype": "bfloat16",
+            "official_commit": (PEER_DIR / "COMMIT").read_text().strip() if (PEER_DIR / "COMMIT").exists() else None,
+            "command": " ".join(sys.argv), "rows": rows, "summary": summary}
+  if not args.smoke:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind)
+    path = pathlib.Path(args.out) / f"mrla_peer_{name}{'_' + args.tag if args.tag else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print("wrote", path)
+  return result
+
+
+if __name__ == "__main__":
+  main()
