@@ -22,13 +22,21 @@ generic pieces:
 * a general control variate :math:`h` with known mean is used as
   :math:`f - c\,(h - \mathbb{E}h)`, with the variance-minimising coefficient
   :math:`c^* = \mathrm{Cov}(f, h) / \mathrm{Var}(h)`,
-  :func:`optimal_coefficient` and :func:`apply_control_variate`.
+  :func:`optimal_coefficient` and :func:`apply_control_variate`;
+* for a score-function estimator :math:`\hat g = \sum_k s_k \nabla \log
+  p(a_k)` and a zero-mean control variate :math:`\hat h = \sum_k c_k \nabla
+  \log p(a_k)` built on the same scores, the optimal scale
+  :math:`\alpha^* = \mathrm{Cov}(\hat g, \hat h) / \mathrm{Var}(\hat h)`
+  estimated over a batch, leaving each example out of its own coefficient,
+  :func:`leave_one_out_optimal_scale` (Paisley, Blei and Jordan 2012).
 
 The control variates specific to reweighted wake-sleep (WS-RAM) are options of
 :func:`aila_jax.stochastic.wake_sleep.rws_wake_losses`.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +45,7 @@ __all__ = [
     "apply_control_variate",
     "baseline_loss",
     "leave_one_out_baseline",
+    "leave_one_out_optimal_scale",
     "optimal_coefficient",
 ]
 
@@ -157,3 +166,107 @@ def apply_control_variate(f: jax.Array, h: jax.Array, coefficient: jax.Array,
   """
   c = jax.lax.stop_gradient(coefficient)
   return f - c * (h - h_mean)
+
+
+def leave_one_out_optimal_scale(signal: jax.Array, control: jax.Array,
+                                score_gram: jax.Array | None = None,
+                                eps: float = 1e-12) -> jax.Array:
+  r"""Optimal coefficient of a score-function control variate, per batch.
+
+  Per example :math:`b` (the batch axes), K samples :math:`a_{b,k}` with scores
+  :math:`g_{b,k} = \nabla \log p(a_{b,k})` give the estimator and the control
+  variate
+
+  .. math::
+
+    \hat g_b = \sum_k s_{b,k}\, g_{b,k},
+    \qquad
+    \hat h_b = \sum_k c_{b,k}\, g_{b,k},
+    \qquad \mathbb{E}[\hat h_b] = 0,
+
+  and the corrected estimator
+  :math:`\frac1B \sum_b (\hat g_b - \alpha \hat h_b) = \frac1B \sum_b
+  \sum_k (s_{b,k} - \alpha c_{b,k})\, g_{b,k}`. Its variance (the trace of
+  its covariance) is smallest at (Paisley, Blei and Jordan, "Variational
+  Bayesian Inference with Stochastic Search", ICML 2012, section 3.1)
+
+  .. math::
+
+    \alpha^* = \frac{\sum_b \mathrm{Cov}(\hat g_b, \hat h_b)}
+                     {\sum_b \mathrm{Var}(\hat h_b)}
+              = \frac{\sum_b \mathbb{E}[\hat g_b^\top \hat h_b]}
+                     {\sum_b \mathbb{E}[\hat h_b^\top \hat h_b]},
+    \qquad
+    \hat g_b^\top \hat h_b = s_b^\top G_b\, c_b,
+    \quad
+    \hat h_b^\top \hat h_b = c_b^\top G_b\, c_b,
+
+  with :math:`G_b[k, j] = g_{b,k}^\top g_{b,j}` the Gram matrix of the scores
+  (the known zero mean of :math:`\hat h_b` replaces its sample mean).
+  Estimated from the batch itself, :math:`\alpha` would depend on the sample
+  it scales (a bias of order :math:`1/B`); here example :math:`b` gets the
+  estimate from the *other* examples,
+
+  .. math::
+
+    \alpha_b = \frac{\sum_{b' \ne b} s_{b'}^\top G_{b'} c_{b'}}
+                     {\sum_{b' \ne b} c_{b'}^\top G_{b'} c_{b'}},
+
+  which is independent of example :math:`b`'s samples when the examples are
+  independent, so :math:`\mathbb{E}[\alpha_b \hat h_b] =
+  \mathbb{E}[\alpha_b]\, \mathbb{E}[\hat h_b] = 0` and the expectation of
+  the gradient is exactly unchanged. The result is wrapped in
+  ``stop_gradient`` (a coefficient, not a path for gradients).
+
+  The ratio needs a batch: with few examples it is heavy-tailed (a sum of
+  small :math:`c^\top G c` in the denominator). In the discrete case of
+  ``tests/stochastic/test_optimal_control_variate.py`` (population
+  :math:`\alpha^* \approx 0.4`), computed exactly by enumeration, the
+  estimator's variance with B = 2 or 3 identical examples is 12x and 9x that
+  of :math:`\alpha = 1`; with B = 64 it is below half of the variance of
+  both :math:`\alpha = 1` and no control variate.
+
+  Args:
+    signal: ``[K, ...]`` :math:`s_{b,k}` (samples first, then batch axes).
+    control: ``[K, ...]`` :math:`c_{b,k}`, such that :math:`\sum_k c_{b,k}
+      g_{b,k}` has zero mean.
+    score_gram: ``[K, K, ...]`` :math:`G_b`, or ``[K, ...]`` for a diagonal
+      Gram matrix (scores of different samples orthogonal, e.g. the scores
+      with respect to each sample's own distribution parameters), or None for
+      the identity (every score of unit norm, orthogonal).
+    eps: added to the denominator.
+
+  Returns:
+    ``[...]`` :math:`\alpha_b`, one per example (batch axes of ``signal``).
+
+  Raises:
+    ValueError: shapes that differ, or fewer than 2 examples (the leave-one-out
+      estimate needs another example).
+  """
+  signal = jnp.asarray(signal)
+  control = jnp.asarray(control)
+  if signal.shape != control.shape or signal.ndim < 2:
+    raise ValueError(
+        "signal and control must have the same shape [K, batch...], got "
+        f"{signal.shape} and {control.shape}.")
+  batch_shape = signal.shape[1:]
+  if math.prod(batch_shape) < 2:
+    raise ValueError(
+        "the leave-one-out optimal scale needs >= 2 examples in the batch "
+        f"axes, got shape {signal.shape}.")
+  if score_gram is None:
+    num = jnp.sum(signal * control, axis=0)  # (...)
+    den = jnp.sum(control * control, axis=0)
+  elif jnp.shape(score_gram) == signal.shape:
+    num = jnp.sum(signal * score_gram * control, axis=0)
+    den = jnp.sum(control * score_gram * control, axis=0)
+  elif jnp.shape(score_gram) == signal.shape[:1] + signal.shape:
+    num = jnp.einsum("k...,kj...,j...->...", signal, score_gram, control)
+    den = jnp.einsum("k...,kj...,j...->...", control, score_gram, control)
+  else:
+    raise ValueError(
+        f"score_gram must have shape [K, K, ...] = {signal.shape[:1] + signal.shape} "
+        f"or [K, ...] = {signal.shape}, got {jnp.shape(score_gram)}.")
+  num_loo = jnp.sum(num) - num  # (...)
+  den_loo = jnp.sum(den) - den
+  return jax.lax.stop_gradient(num_loo / (den_loo + eps))

@@ -71,6 +71,16 @@ with its bias:
   self-normalised version the prior gradient is exactly zero when the
   predictor ignores the locations (the posterior equals the prior), which is
   the situation at the start of training.
+* ``"optimal"`` (prior network): the unnormalised control variate
+  :math:`\hat h = \sum_k \tfrac{r_k}{K} \nabla_\theta \log p_\theta(a_k
+  \mid x)` scaled by the variance-minimising coefficient
+  :math:`\alpha^* = \mathrm{Cov}(\hat g, \hat h) / \mathrm{Var}(\hat h)`
+  of Paisley, Blei and Jordan (ICML 2012), estimated per batch with each
+  example left out of its own coefficient and held constant
+  (:func:`aila_jax.stochastic.control_variates.leave_one_out_optimal_scale`):
+  the signal is :math:`w_k - \alpha_b r_k / K`. With independent examples
+  the expectation of the gradient is exactly that of the plain estimator, and
+  ``"unnormalized"`` is the special case :math:`\alpha = 1`.
 
 A learned, input-dependent baseline for the score-function terms of RAM is in
 :mod:`aila_jax.stochastic.reinforce` and
@@ -97,7 +107,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from aila_jax.stochastic import importance
+from aila_jax.stochastic import control_variates, importance
 
 __all__ = [
     "PRIOR_CONTROL_VARIATES",
@@ -107,7 +117,7 @@ __all__ = [
     "rws_wake_losses",
 ]
 
-PRIOR_CONTROL_VARIATES = ("none", "self_normalized", "unnormalized")
+PRIOR_CONTROL_VARIATES = ("none", "self_normalized", "unnormalized", "optimal")
 PROPOSAL_CONTROL_VARIATES = ("none", "uniform")
 
 
@@ -148,7 +158,8 @@ def _weighted_nll(signal: jax.Array, log_prob: jax.Array) -> jax.Array:
 def rws_wake_losses(log_prior: jax.Array, log_likelihood: jax.Array,
                     log_proposal: jax.Array, *,
                     prior_control_variate: str = "none",
-                    proposal_control_variate: str = "none") -> RWSWake:
+                    proposal_control_variate: str = "none",
+                    prior_score_gram: jax.Array | None = None) -> RWSWake:
   r"""Wake-phase surrogate losses of reweighted wake-sleep (WS-RAM).
 
   With :math:`w_k` the normalised importance weights (constants) and
@@ -164,6 +175,8 @@ def rws_wake_losses(log_prior: jax.Array, log_likelihood: jax.Array,
   where for the prior ``"self_normalized"`` gives
   :math:`c^p_k = r_k / \sum_j r_j` and ``"unnormalized"`` gives
   :math:`c^p_k = r_k / K`, :math:`r_k = p(a_k \mid x) / q(a_k \mid y, x)`;
+  ``"optimal"`` gives :math:`c^p_k = \alpha_b r_k / K` with the
+  leave-one-out optimal coefficient :math:`\alpha_b` (module docstring);
   for the inference network ``"uniform"`` gives :math:`c^q_k = 1/K`.
   Without control variates,
   :math:`\nabla_\theta(\mathcal{L}_{\text{pred}} + \mathcal{L}_{\text{prior}})
@@ -174,9 +187,14 @@ def rws_wake_losses(log_prior: jax.Array, log_likelihood: jax.Array,
     log_likelihood: ``[K, ...]`` :math:`\log p_\theta(y \mid a_k, x)`.
     log_proposal: ``[K, ...]`` :math:`\log q_\eta(a_k \mid y, x)`, the
       :math:`a_k` sampled from :math:`q_\eta`.
-    prior_control_variate: ``"none"``, ``"self_normalized"`` or
-      ``"unnormalized"``.
+    prior_control_variate: ``"none"``, ``"self_normalized"``,
+      ``"unnormalized"`` or ``"optimal"``.
     proposal_control_variate: ``"none"`` or ``"uniform"``.
+    prior_score_gram: for ``"optimal"`` only: inner products of the prior's
+      scores :math:`\nabla \log p(a_k \mid x)`, ``[K, K, ...]`` or the
+      diagonal ``[K, ...]`` (see
+      :func:`aila_jax.stochastic.control_variates.leave_one_out_optimal_scale`;
+      None: the identity).
 
   Returns:
     An :class:`RWSWake` with the three losses, their sum, the
@@ -207,6 +225,12 @@ def rws_wake_losses(log_prior: jax.Array, log_likelihood: jax.Array,
     prior_signal = w - jax.nn.softmax(log_ratio, axis=0)
   elif prior_control_variate == "unnormalized":
     prior_signal = w - jnp.exp(log_ratio - math.log(num_samples))
+  elif prior_control_variate == "optimal":
+    control = jnp.exp(log_ratio - math.log(num_samples))  # (K, ...) r_k / K
+    alpha = control_variates.leave_one_out_optimal_scale(
+        w, control, None if prior_score_gram is None
+        else jax.lax.stop_gradient(prior_score_gram))  # (...)
+    prior_signal = w - alpha * control
   else:
     prior_signal = w
   prior_loss = _weighted_nll(prior_signal, log_prior)
