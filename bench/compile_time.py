@@ -59,7 +59,7 @@ def pass_times(log_dir: pathlib.Path, top: int) -> list[tuple[str, float, int]]:
   return [(n[:100], round(s, 3), count[n]) for n, s in sorted(total.items(), key=lambda kv: -kv[1])[:top]]
 
 
-def measure(spec, impl, depth, batch, dtype, passes, top=25):
+def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25):
   depth_attn.DEFAULT_SUM_IMPL = impl  # read when the step is traced
   step, state, n_params = make_step(spec, depth, batch, dtype)
   t0 = time.perf_counter()
@@ -75,12 +75,19 @@ def measure(spec, impl, depth, batch, dtype, passes, top=25):
     compiled = lowered.compile()
     t2 = time.perf_counter()
     top_passes = None
-  _, step_s = run_steps(compiled, state, 1)
+  state, step_s = run_steps(compiled, state, 1)
   row = {"mixer": spec, "impl": impl, "depth": depth, "batch": batch, "params": n_params, "lower_s": t1 - t0,
          "compile_s": t2 - t1, "first_step_s": t2 - t0 + step_s,
          "fusions": len(re.findall(r"\bfusion\(", compiled.as_text()))}
   if top_passes is not None:
     row["top_events"] = top_passes
+  if steps:  # step time after warm-up: the median of 5 loops of `steps` steps
+    state, _ = run_steps(compiled, state, 3)
+    times = []
+    for _ in range(5):
+      state, sec = run_steps(compiled, state, steps)
+      times.append(sec)
+    row["step_ms"] = sorted(times)[2] * 1e3
   return row
 
 
@@ -93,6 +100,7 @@ def main():
   ap.add_argument("--mixers", default=";".join(MIXERS), help="';'-separated specs; the first one is compiled first")
   ap.add_argument("--impls", default="stacked", help="',' separated: stacked, slots")
   ap.add_argument("--passes", action="store_true", help="profile each compilation and report its longest passes")
+  ap.add_argument("--steps", type=int, default=0, help="also time the step: median of 5 loops of this many")
   ap.add_argument("--tag", default="")
   args = ap.parse_args()
   dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[args.dtype]
@@ -106,10 +114,11 @@ def main():
     path.parent.mkdir(parents=True, exist_ok=True)
   for spec in args.mixers.split(";"):
     for impl in args.impls.split(","):
-      row = measure(spec, impl, args.depth, args.batch, dtype, args.passes)
+      row = measure(spec, impl, args.depth, args.batch, dtype, args.passes, args.steps)
       result["rows"].append(row)
       print(f"{spec:24s} {impl:8s} lower {row['lower_s']:6.1f} s  compile {row['compile_s']:6.1f} s  "
-            f"first step {row['first_step_s']:6.1f} s  {row['fusions']} fusions", flush=True)
+            f"first step {row['first_step_s']:6.1f} s  {row['fusions']} fusions"
+            + (f"  {row['step_ms']:.3f} ms/step" if "step_ms" in row else ""), flush=True)
       for name, sec, n in row.get("top_events", [])[:8]:
         print(f"    {sec:8.2f} s  x{n:<4d} {name}", flush=True)
       if path:

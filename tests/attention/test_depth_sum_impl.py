@@ -32,7 +32,7 @@ def test_pure_functions_agree():
     da.mix_depth(w, xs, impl="loop")
 
 
-@pytest.mark.parametrize("mixer", ["aila1", "mrla_base"])  # dense shares aila1's mix_depth, aila2 is above
+@pytest.mark.parametrize("mixer", ["aila1", "mrla_base"])  # mix_depth and pooled attention in a network
 def test_resnet_outputs_and_gradients_agree(mixer, monkeypatch):
   model = models.get_model("cifar_resnet", num_classes=3, depth=14, widths=(4, 8, 8), mixer=mixer)
   x = jax.random.normal(KEY, (2, 8, 8, 3))
