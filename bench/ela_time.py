@@ -59,6 +59,8 @@ def main():
   ap.add_argument("--compile-budget", type=float, default=1e9, help="seconds; later specs are not compiled")
   ap.add_argument("--tag", default="")
   ap.add_argument("--quick", action="store_true")
+  ap.add_argument("--cost", action="store_true",
+                  help="no timing: XLA's cost analysis (flops, bytes accessed) of each compiled step, on any backend")
   args = ap.parse_args()
   if args.quick:
     args.depth, args.batch, args.rounds, args.loop = 20, 4, 2, 2
@@ -68,6 +70,8 @@ def main():
     raise SystemExit("--specs: the first spec must be 'residual' (the baseline of layer-attention time)")
   device = jax.devices()[0]
   kind = getattr(device, "device_kind", device.platform)
+  if args.cost:
+    return cost(args, specs, dtype, kind)
   t0 = time.perf_counter()
   runs, dropped = [], []
   for spec in specs:
@@ -110,6 +114,37 @@ def main():
   if not args.quick:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind)
     path = pathlib.Path(args.out) / f"ela_time_{name}_resnet{args.depth}{'_' + args.tag if args.tag else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print("wrote", path)
+  return result
+
+
+def cost(args, specs, dtype, kind):
+  """XLA's cost analysis of each spec's compiled step, and the share of the layer-attention flops and bytes
+  (mixer minus residual) a skip set removes: a static estimate (fusion differs between backends)."""
+  rows = {}
+  for spec in specs:
+    step, state, n_params = bench_depth.make_step(spec, args.depth, args.batch, dtype)
+    t = time.perf_counter()
+    ca = step.lower(state).compile().cost_analysis()
+    ca = ca[0] if isinstance(ca, list) else ca
+    rows[spec] = {"spec": spec, "params": n_params, "flops": ca.get("flops"), "bytes_accessed": ca.get("bytes accessed"),
+                  "compile_s": time.perf_counter() - t}
+    print(spec, rows[spec], flush=True)
+  for spec, row in rows.items():
+    base = base_spec(spec)
+    if "skip=" in spec and base in rows:
+      for key in ("flops", "bytes_accessed"):
+        attention = rows[base][key] - rows["residual"][key]
+        row[f"removed_fraction_of_layer_attention_{key}"] = (rows[base][key] - row[key]) / attention
+      print(spec, {k: round(v, 4) for k, v in row.items() if k.startswith("removed")}, flush=True)
+  result = {"backend": kind, "jax": jax.__version__, "depth": args.depth, "batch": args.batch, "dtype": args.dtype,
+            "what": "XLA cost_analysis of the compiled train step (static estimate, not a timing)",
+            "rows": list(rows.values()), "command": " ".join(sys.argv)}
+  if not args.quick:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind)
+    path = pathlib.Path(args.out) / f"ela_cost_{name}_resnet{args.depth}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     print("wrote", path)
