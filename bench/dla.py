@@ -196,15 +196,20 @@ class Peer:
 # --------------------------------------------------------------------------- CIFAR with the pipeline
 
 def subset_cifar(src: pathlib.Path, dst: pathlib.Path, n_train: int, n_test: int = 0) -> None:
-  """``dst/cifar10_jpeg_bytes.npz``: the first ``n_train`` training images of ``src`` and the test set (its
-  first ``n_test`` images if > 0)."""
+  """``dst/cifar10_jpeg_bytes.npz``: the first ``n_train`` training images of ``src`` (the original CIFAR-10
+  order, classes mixed) and the test set, or ``n_test`` evenly spaced test images if > 0 (the offline test
+  split is sorted by class)."""
   with np.load(src / "cifar10_jpeg_bytes.npz") as z:
     arrays = {k: z[k] for k in z.files}
   for split, n in (("train", n_train), ("test", n_test)):
     if n:
-      off = arrays[f"{split}_offsets"][:n + 1]
-      arrays[f"{split}_jpeg"] = arrays[f"{split}_jpeg"][:off[-1]]
-      arrays[f"{split}_offsets"], arrays[f"y_{split}"] = off, arrays[f"y_{split}"][:n]
+      total = len(arrays[f"y_{split}"])
+      idx = np.arange(n) if split == "train" else np.linspace(0, total - 1, n).astype(int)
+      off, data = arrays[f"{split}_offsets"], arrays[f"{split}_jpeg"]
+      blobs = [data[off[i]:off[i + 1]] for i in idx]
+      arrays[f"{split}_jpeg"] = np.concatenate(blobs)
+      arrays[f"{split}_offsets"] = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+      arrays[f"y_{split}"] = arrays[f"y_{split}"][idx]
   dst.mkdir(parents=True, exist_ok=True)
   np.savez(dst / "cifar10_jpeg_bytes.npz", **arrays)
 
