@@ -15,7 +15,11 @@ p(c \mid a, x) = y]` after the last glimpse, learned baseline :math:`b_t`:
      - \lambda_r \sum_t \mathrm{sg}[r - b_t] \log p_\theta(a_t \mid h_{t-1})
      + \lambda_b \sum_t (b_t - r)^2 / T
 
-(:func:`aila_jax.stochastic.ram_hybrid_loss`).
+(:func:`aila_jax.stochastic.ram_hybrid_loss`). With ``reinforce_baseline='none'``
+the estimator is the naive one, no baseline and no control variate:
+:math:`\mathcal L = -\log p(y \mid a, x) - \lambda_r \sum_t r \log
+p_\theta(a_t \mid h_{t-1})` (the model needs no baseline network,
+``config.model.baseline=False``).
 
 **Reweighted wake-sleep (WS-RAM, Ba et al. 2015).** K trajectories
 :math:`a_k \sim q_\eta(a \mid y, x)`, log-weights :math:`\log \tilde w_k = \log
@@ -26,7 +30,17 @@ losses train the predictor (glimpse, core and classifier networks) with
 :math:`-\sum_k (w_k - c^p_k) \log p(a_k \mid x)` and the inference network with
 :math:`-\sum_k (w_k - c^q_k) \log q(a_k \mid y, x)`, the control variates
 :math:`c` chosen by ``prior_control_variate`` / ``proposal_control_variate``
-(:func:`aila_jax.stochastic.rws_wake_losses`). The optional sleep update
+(:func:`aila_jax.stochastic.rws_wake_losses`). ``prior_control_variate='optimal'``
+scales the unnormalised control variate by the leave-one-out per-batch estimate of
+:math:`\mathrm{Cov}(\hat g, \hat h) / \mathrm{Var}(\hat h)` (Paisley et al.
+2012), with the Gram matrix of the scores taken with respect to each trajectory's own
+location means: :math:`G_{kk} = \sum_t \|a_{k,t} - \mu_{k,t}\|^2` (the
+:math:`1/\sigma^4` factor of a fixed, isotropic standard deviation cancels in the
+ratio), :math:`G_{kj} = 0` for :math:`k \ne j` (different trajectories have
+different means). With ``proposal='prior'`` there is no inference network: the K
+trajectories come from the prior, :math:`q = p`, so :math:`\log w_k = \log p(y
+\mid a_k, x)` and only the predictor and the prior are trained (every prior control
+variate is then :math:`c_k = 1/K`). The optional sleep update
 (``sleep_weight`` > 0) draws K trajectories from the prior and fits
 :math:`q(a \mid y, x)` to them (:func:`aila_jax.stochastic.rws_sleep_loss`):
 with ``sleep_labels='true'`` (default) it uses the *true* label, reweighted by
@@ -61,6 +75,8 @@ from aila_jax.stochastic.wake_sleep import PRIOR_CONTROL_VARIATES, PROPOSAL_CONT
 
 ESTIMATORS = ("reinforce", "wake_sleep")
 SLEEP_LABELS = ("true", "dreamed")
+REINFORCE_BASELINES = ("learned", "none")
+PROPOSALS = ("inference", "prior")
 _DEFAULT_ESTIMATOR = {"ram": "reinforce", "wsram": "wake_sleep"}
 
 
@@ -79,24 +95,28 @@ class GlimpseTask:
     estimator: ``'reinforce'`` (RAM) or ``'wake_sleep'`` (WS-RAM).
     num_samples: K, trajectories per image for ``'wake_sleep'`` (and the sleep update).
     reinforce_weight: :math:`\\lambda_r` of the REINFORCE term.
+    reinforce_baseline: ``'learned'`` (RAM's :math:`b_\\psi(h_t)`) or ``'none'`` (the naive estimator).
     baseline_weight: :math:`\\lambda_b` of the baseline regression.
     sleep_weight: weight of the sleep update of q (0: wake updates only).
     sleep_labels: ``'true'`` (reweighted by the true label's likelihood) or ``'dreamed'``
       (labels sampled from the model; see the module docstring).
-    prior_control_variate: ``'none'``, ``'self_normalized'`` or ``'unnormalized'``.
+    prior_control_variate: ``'none'``, ``'self_normalized'``, ``'unnormalized'`` or ``'optimal'``.
     proposal_control_variate: ``'none'`` or ``'uniform'``.
     eval_samples: K of the sampled eval prediction (0: off).
+    proposal: ``'inference'`` (:math:`q(a \\mid y, x)`, WS-RAM) or ``'prior'`` (no inference network).
   """
   num_classes: int
   estimator: str = "reinforce"
   num_samples: int = 5
   reinforce_weight: float = 1.0
+  reinforce_baseline: str = "learned"
   baseline_weight: float = 1.0
   sleep_weight: float = 0.0
   sleep_labels: str = "true"
   prior_control_variate: str = "self_normalized"
   proposal_control_variate: str = "uniform"
   eval_samples: int = 0
+  proposal: str = "inference"
   input_key: str = "image"
   label_key: str = "label"
 
@@ -113,6 +133,12 @@ class GlimpseTask:
     if self.sleep_labels not in SLEEP_LABELS:
       raise ConfigError(f"config.task_kwargs.sleep_labels: expected one of {SLEEP_LABELS}, "
                         f"got {self.sleep_labels!r}")
+    for name, choices in (("reinforce_baseline", REINFORCE_BASELINES), ("proposal", PROPOSALS)):
+      if getattr(self, name) not in choices:
+        raise ConfigError(f"config.task_kwargs.{name}: expected one of {choices}, got {getattr(self, name)!r}")
+    if self.proposal == "prior" and self.sleep_weight > 0:
+      raise ConfigError("config.task_kwargs.sleep_weight: the sleep update trains the inference network; "
+                        f"with config.task_kwargs.proposal='prior' there is none; got {self.sleep_weight!r}, expected 0")
     if self.prior_control_variate not in PRIOR_CONTROL_VARIATES:
       raise ConfigError(f"config.task_kwargs.prior_control_variate: expected one of "
                         f"{PRIOR_CONTROL_VARIATES}, got {self.prior_control_variate!r}")
@@ -130,12 +156,35 @@ class GlimpseTask:
                           f"estimator; set it to one of {ESTIMATORS}")
       kwargs["estimator"] = _DEFAULT_ESTIMATOR[model_name]
     model = dict(config.get("model", {}) or {})
-    needs_q = kwargs["estimator"] == "wake_sleep"
+    needs_q = kwargs["estimator"] == "wake_sleep" and kwargs.get("proposal", "inference") == "inference"
     has_q = model.get("inference", model_name == "wsram")
     if needs_q and not has_q:
       raise ConfigError("config.task_kwargs.estimator: 'wake_sleep' needs an inference network; "
-                        "use config.model_name='wsram' (or config.model.inference=True)")
-    return cls(num_classes=int(dataset.model_kwargs["num_classes"]), **kwargs)
+                        "use config.model_name='wsram' (or config.model.inference=True), or "
+                        "config.task_kwargs.proposal='prior'")
+    task = cls(num_classes=int(dataset.model_kwargs["num_classes"]), **kwargs)
+    task._check_glimpse_fits(model, dataset)
+    return task
+
+  def _check_glimpse_fits(self, model: dict, dataset) -> None:
+    """The largest patch of a glimpse, ``glimpse_size * 2**(num_scales - 1)``, must fit in the image."""
+    example = getattr(dataset, "example", None)
+    image = example.get(self.input_key) if isinstance(example, dict) else None
+    if image is None or len(getattr(image, "shape", ())) != 4:
+      return
+    from aila_jax.models.ram import RAM  # pylint: disable=g-import-not-at-top
+    fields = {f.name: f.default for f in dataclasses.fields(RAM)}
+    size = model.get("glimpse_size", fields["glimpse_size"])
+    scales = model.get("num_scales", fields["num_scales"])
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (size, scales)):
+      return  # the model reports these
+    height, width = image.shape[1:3]
+    side = size * 2**(scales - 1)
+    if side > min(height, width):
+      raise ConfigError(
+          f"config.model.glimpse_size={size} with config.model.num_scales={scales}: the largest patch is "
+          f"{side}x{side} pixels (glimpse_size * 2**(num_scales - 1)), larger than the {height}x{width} "
+          f"images of config.dataset={getattr(dataset, 'name', '?')!r}; lower glimpse_size or num_scales")
 
   def model_inputs(self, batch) -> tuple:
     return (batch[self.input_key], batch[self.label_key])
@@ -152,11 +201,16 @@ class GlimpseTask:
     """RAM's hybrid loss on one trajectory per image; returns ``(loss, metrics)``."""
     images, labels = self.model_inputs(batch)
     logits, inter = apply_fn(variables, images, labels, train=True, sample="prior", rngs=rngs)
-    if "baseline" not in inter:
+    if self.reinforce_baseline == "learned" and "baseline" not in inter:
       raise ConfigError("config.task_kwargs.estimator: 'reinforce' needs the model's baseline "
                         "network (config.model.baseline=True, the default of model 'ram')")
     log_lik = self._log_likelihood(logits, labels)  # (B,)
     reward = (logits.argmax(-1) == labels).astype(jnp.float32)  # (B,)
+    if self.reinforce_baseline == "none":
+      nll = -log_lik.mean()
+      reinforce = stochastic.reinforce_loss(inter["log_prior"], reward)
+      total = nll + self.reinforce_weight * reinforce
+      return total, {"loss": total, "nll": nll, "reinforce": reinforce, "accuracy": reward.mean()}
     parts = stochastic.ram_hybrid_loss(log_lik, inter["log_prior"], reward, inter["baseline"],
                                        reinforce_weight=self.reinforce_weight,
                                        baseline_weight=self.baseline_weight)
@@ -169,15 +223,22 @@ class GlimpseTask:
     """WS-RAM's wake (and optional sleep) losses on K trajectories; returns ``(loss, metrics)``."""
     images, labels = self.model_inputs(batch)
     k = self.num_samples
-    logits, inter = apply_fn(variables, images, labels, train=True, sample="proposal",
-                             num_samples=k, rngs=rngs)  # (K, B, C)
+    from_prior = self.proposal == "prior"
+    logits, inter = apply_fn(variables, images, None if from_prior else labels, train=True,
+                             sample="prior" if from_prior else "proposal", num_samples=k,
+                             rngs=rngs)  # (K, B, C)
     log_lik = self._log_likelihood(logits, labels)  # (K, B)
     log_prior = inter["log_prior"].sum(-1)  # (K, B)
-    log_q = inter["log_proposal"].sum(-1)  # (K, B)
+    # q = p: the proposal's log-density is the prior's, held constant (it trains nothing)
+    log_q = jax.lax.stop_gradient(log_prior) if from_prior else inter["log_proposal"].sum(-1)  # (K, B)
+    prior_cv = prior_control_variate or self.prior_control_variate
+    gram = None
+    if prior_cv == "optimal":  # diagonal Gram of the scores w.r.t. each trajectory's location means
+      gram = jnp.sum(jnp.square(inter["samples"] - inter["prior_mean"]), axis=(-2, -1))  # (K, B)
     wake = stochastic.rws_wake_losses(
-        log_prior, log_lik, log_q,
-        prior_control_variate=prior_control_variate or self.prior_control_variate,
-        proposal_control_variate=proposal_control_variate or self.proposal_control_variate)
+        log_prior, log_lik, log_q, prior_control_variate=prior_cv,
+        proposal_control_variate=proposal_control_variate or self.proposal_control_variate,
+        prior_score_gram=gram)
     loss = wake.total
     w = jnp.exp(wake.normalized_log_weights)  # (K, B)
     correct = (logits.argmax(-1) == labels).astype(jnp.float32)  # (K, B)

@@ -174,3 +174,135 @@ def test_control_variates_keep_wake_gradient_mean():
       v["params"], jax.random.PRNGKey(2), 8) for t in (plain, cv)]
   # with q = p at initialisation the 'uniform' control variate removes most of q's gradient noise
   assert float(stats[1].total_variance) < float(stats[0].total_variance)
+
+
+# --- issue 18: the estimators of the WS-RAM paper's comparison, and bad input ---
+
+
+def _location_jacobian(model, v, batch, rngs, **kw):
+  """d log p(a | x) / d(location params) at fixed draws: leaves (..., B, T, ...) ."""
+  def log_prior(params):
+    _, i = model.apply({"params": params}, batch["image"], None, **kw, rngs=rngs)
+    return i["log_prior"]
+  return jax.jit(jax.jacrev(log_prior))(v["params"])["trajectory"]["location"]
+
+
+def test_naive_reinforce_is_plain_reinforce_without_baseline():
+  """(a): -grad = 1/B sum_b r_b sum_t grad log p(a_bt); the classifier gets the cross-entropy gradient."""
+  model = models.get_model("ram", num_classes=10, baseline=False, **TINY)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 1))
+  v = model.init({"params": jax.random.PRNGKey(1), "glimpse": jax.random.PRNGKey(2)}, x)
+  rngs = {"glimpse": jax.random.PRNGKey(7)}
+  logits, inter = model.apply(v, x, None, sample="prior", rngs=rngs)
+  assert "baseline" not in inter
+  pred = np.asarray(logits.argmax(-1))
+  y = jnp.asarray(np.where(np.arange(4) < 2, pred, (pred + 1) % 10))  # rewards 1, 1, 0, 0
+  reward = np.array([1.0, 1.0, 0.0, 0.0])
+  batch = {"image": x, "label": y}
+  task = GlimpseTask(num_classes=10, estimator="reinforce", reinforce_baseline="none", reinforce_weight=0.5)
+  grads = jax.jit(jax.grad(lambda p: task.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0]))(v["params"])
+  jac = _location_jacobian(model, v, batch, rngs, sample="prior")
+  manual = jax.tree.map(lambda j: -0.5 * np.einsum("b,bt...->...", reward, np.asarray(j, np.float64)) / 4, jac)
+  chex.assert_trees_all_close(grads["trajectory"]["location"], manual, rtol=1e-4, atol=1e-7)
+  ce = jax.jit(jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
+      model.apply({"params": p}, x, y, sample="prior", rngs=rngs)[0], y).mean()))(v["params"])
+  chex.assert_trees_all_close(grads["trajectory"]["classifier"], ce["trajectory"]["classifier"], rtol=1e-5)
+
+
+def test_prior_as_proposal_weights_by_likelihood():
+  """(e): a_k ~ p(a | x), w_k = softmax_k log p(y | a_k, x); the prior gets sum_k (w_k - 1/K) grad log p(a_k)."""
+  model = models.get_model("ram", num_classes=10, baseline=False, **TINY)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 1))
+  y = jnp.array([1, 2, 3, 4])
+  v = model.init({"params": jax.random.PRNGKey(1), "glimpse": jax.random.PRNGKey(2)}, x, y)
+  batch = {"image": x, "label": y}
+  task = GlimpseTask(num_classes=10, estimator="wake_sleep", num_samples=3, proposal="prior")
+  rngs = {"glimpse": jax.random.PRNGKey(5)}
+  grads, metrics = jax.jit(jax.grad(lambda p: task.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[:2],
+                                    has_aux=True))(v["params"])
+  logits, _ = model.apply(v, x, None, sample="prior", num_samples=3, rngs=rngs)
+  log_lik = np.asarray(jax.nn.log_softmax(logits), np.float64)
+  log_lik = np.take_along_axis(log_lik, np.asarray(y)[None, :, None], -1)[..., 0]  # (K, B)
+  w = np.exp(log_lik - log_lik.max(0)) / np.exp(log_lik - log_lik.max(0)).sum(0)
+  np.testing.assert_allclose(metrics["log_marginal"], (np.log(np.exp(log_lik).sum(0)) - np.log(3.0)).mean(),
+                             rtol=1e-5)
+  jac = _location_jacobian(model, v, batch, rngs, sample="prior", num_samples=3)  # (K, B, T, ...)
+  manual = jax.tree.map(lambda j: -np.einsum("kb,kbt...->...", w - 1.0 / 3, np.asarray(j, np.float64)) / 4, jac)
+  chex.assert_trees_all_close(grads["trajectory"]["location"], manual, rtol=1e-4, atol=1e-7)
+
+
+def test_optimal_prior_control_variate_in_the_task():
+  """The signal is w_k - alpha_b r_k / K, alpha_b from the other examples (numpy reference)."""
+  model, v, batch = _setup("wsram")
+  task = GlimpseTask(num_classes=10, estimator="wake_sleep", num_samples=3, prior_control_variate="optimal",
+                     proposal_control_variate="none")
+  rngs = {"glimpse": jax.random.PRNGKey(4)}
+  grads = jax.jit(jax.grad(lambda p: task.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0]))(v["params"])
+  logits, inter = model.apply(v, batch["image"], batch["label"], sample="proposal", num_samples=3, rngs=rngs)
+  f64 = lambda a: np.asarray(a, np.float64)
+  log_lik = np.take_along_axis(f64(jax.nn.log_softmax(logits)), np.asarray(batch["label"])[None, :, None],
+                               -1)[..., 0]
+  lp, lq = f64(inter["log_prior"]).sum(-1), f64(inter["log_proposal"]).sum(-1)  # (K, B)
+  log_w = lp + log_lik - lq
+  w = np.exp(log_w - log_w.max(0)) / np.exp(log_w - log_w.max(0)).sum(0)
+  c = np.exp(lp - lq) / 3
+  gram = ((f64(inter["samples"]) - f64(inter["prior_mean"])) ** 2).sum((-2, -1))  # (K, B)
+  num, den = (w * gram * c).sum(0), (c * gram * c).sum(0)
+  alpha = (num.sum() - num) / (den.sum() - den)  # (B,)
+  assert np.ptp(alpha) > 1e-3 and np.abs(alpha - 1).max() > 1e-3  # neither constant nor the a = 1 case
+  jac = jax.jit(jax.jacrev(lambda p: model.apply({"params": p}, batch["image"], batch["label"], sample="proposal",
+                                         num_samples=3, rngs=rngs)[1]["log_prior"]))(v["params"])
+  manual = jax.tree.map(lambda j: -np.einsum("kb,kbt...->...", w - alpha * c, f64(j)) / 4,
+                        jac["trajectory"]["location"])
+  chex.assert_trees_all_close(grads["trajectory"]["location"], manual, rtol=2e-4, atol=1e-6)
+
+
+class _Images:
+  model_kwargs = {"num_classes": 10}
+  name = "mnist"
+  example = {"image": np.zeros((1, 28, 28, 1), np.float32), "label": np.zeros((1,), np.int64)}
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(eval_samples=2.5), r"config.task_kwargs.eval_samples: expected an int >= 0 \(K\), got 2.5"),
+    (dict(eval_samples=True), "config.task_kwargs.eval_samples"),
+    (dict(eval_samples=-3), r"config.task_kwargs.eval_samples: expected an int >= 0 \(K\), got -3"),
+    (dict(prior_control_variate="optimall"),
+     r"config.task_kwargs.prior_control_variate: expected one of \('none', 'self_normalized', 'unnormalized', "
+     r"'optimal'\), got 'optimall'"),
+    (dict(proposal_control_variate="optimal"), r"config.task_kwargs.proposal_control_variate: expected one of"),
+    (dict(reinforce_baseline="vimco"), r"config.task_kwargs.reinforce_baseline: expected one of \('learned', 'none'\)"),
+    (dict(proposal="posterior"), r"config.task_kwargs.proposal: expected one of \('inference', 'prior'\)"),
+    (dict(proposal="prior", sleep_weight=1.0), r"config.task_kwargs.sleep_weight: the sleep update"),
+])
+def test_bad_task_config_issue18(kwargs, match):
+  with pytest.raises(ConfigError, match=match):
+    GlimpseTask.from_config(_config(**kwargs), _Images())
+
+
+def test_eval_samples_zero_means_off():
+  task = GlimpseTask.from_config(_config(eval_samples=0), _Images())
+  model, v, batch = _setup("wsram")
+  assert "accuracy_sampled" not in task.eval_sums(model.apply, v, batch)
+
+
+@pytest.mark.parametrize("model_cfg,ok", [
+    (dict(glimpse_size=8, num_scales=3), True),     # 32 > 28
+    (dict(glimpse_size=29), True),                  # one scale of 29 > 28
+    (dict(glimpse_size=7, num_scales=3), False),    # 28 fits
+    (dict(num_scales=2), False),                    # default glimpse_size 8: 16 fits
+])
+def test_glimpse_larger_than_image(model_cfg, ok):
+  config = ml_collections.ConfigDict(dict(model_name="wsram", model=model_cfg, task_kwargs={}))
+  if ok:
+    with pytest.raises(ConfigError, match=r"config.model.glimpse_size=\d+ with config.model.num_scales=\d+: the "
+                                          r"largest patch is \d+x\d+ pixels .* larger than the 28x28 images"):
+      GlimpseTask.from_config(config, _Images())
+  else:
+    GlimpseTask.from_config(config, _Images())
+
+
+def test_prior_proposal_needs_no_inference_network():
+  config = ml_collections.ConfigDict(dict(model_name="ram", model={"baseline": False},
+                                          task_kwargs={"estimator": "wake_sleep", "proposal": "prior"}))
+  assert GlimpseTask.from_config(config, _Images()).proposal == "prior"
