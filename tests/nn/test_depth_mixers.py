@@ -65,7 +65,12 @@ def test_interface_shapes_and_buffer_write(name):
     w = np.asarray(w)
     assert w.shape[-1] == T
     np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)  # a distribution over depth
-    np.testing.assert_array_equal(w[..., 3 + (name == "mrla_base"):], 0.0)  # causal: no future slot
+    if name == "mrla_base":  # layer 3 reads its cache, slots 1 .. 3: never the input slot 0
+      np.testing.assert_array_equal(w[..., 0], 0.0)
+      assert (w[..., 1:4] > 0).all()
+    else:  # layer 3 reads slots 0 .. 2: causal, no slot of its own or later
+      np.testing.assert_array_equal(w[..., 3:], 0.0)
+      assert (w[..., :3] > 0).all()
 
 
 @pytest.mark.parametrize("name", ["dense", "aila1", "aila2", "mrla_base"])
