@@ -49,6 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = "glimpse"
   config.task_kwargs = ml_collections.ConfigDict(dict(
       reinforce_weight=1.0,              # lambda_r of the REINFORCE term
+      reinforce_baseline="learned",      # 'learned' b(h_t), or 'none': the naive estimator (with model.baseline=False)
       baseline_weight=1.0,               # lambda_b of the baseline regression
       eval_samples=0,                    # K of the sampled eval prediction (0: only prior means)
   ))

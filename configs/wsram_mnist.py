@@ -35,7 +35,10 @@ def wsram(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.task_kwargs = ml_collections.ConfigDict(dict(
       estimator="wake_sleep",            # reweighted wake-sleep
       num_samples=5,                     # K trajectories from q per image
-      prior_control_variate="self_normalized",  # c_k = r_k / sum_j r_j for the prior (location) network
+      prior_control_variate="self_normalized",  # c_k = r_k / sum_j r_j for the prior (location) network;
+                                                # 'none', 'unnormalized' (r_k / K) or 'optimal' (alpha * r_k / K,
+                                                # Paisley et al. 2012's coefficient estimated per batch)
+      proposal="inference",              # K trajectories from q(a | y, x); 'prior': from p(a | x), no q
       proposal_control_variate="uniform",       # c_k = 1/K for the inference network
       sleep_weight=0.0,                  # weight of the sleep update of q; 0: off
       sleep_labels="true",               # sleep update with the true label, or 'dreamed' (labels from the model)
