@@ -67,6 +67,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from aila_jax import models  # noqa: E402
+from bench import peers as peer_mirrors  # noqa: E402
 from aila_jax.train.state import param_count  # noqa: E402
 
 try:
@@ -74,7 +75,7 @@ try:
 except ImportError:
   torch = None
 
-MIRROR = pathlib.Path("/work/.mirror/kuangliu+pytorch-cifar/repo")
+PEER_REPO = "kuangliu/pytorch-cifar"
 PEER_FILE = "kuangliu_dla.py"
 
 # workload -> (our model, timm name or 'kuangliu', image side, batch, classes)
@@ -89,16 +90,16 @@ SMOKE = {
 }
 
 
-def ensure_peer(peers: pathlib.Path, mirror: pathlib.Path = MIRROR) -> pathlib.Path:
-  """``peers/kuangliu_dla.py``: kuangliu/pytorch-cifar's ``models/dla.py``, copied from the fetched mirror
-  (``git show HEAD:models/dla.py``) if not already there. Raises FileNotFoundError saying what to do."""
+def ensure_peer(peers: pathlib.Path, mirror: str | None = None) -> pathlib.Path:
+  """``peers/kuangliu_dla.py``: kuangliu/pytorch-cifar's ``models/dla.py``, copied from its git mirror
+  (``bench.peers.mirror_dir``; ``git show HEAD:models/dla.py``) if not already there. Raises
+  FileNotFoundError saying what to do."""
   path = peers / PEER_FILE
   if path.exists():
     return path
-  if not (mirror / "HEAD").exists() and not (mirror / ".git").exists():
-    raise FileNotFoundError(
-        f"{path} is missing and there is no mirror of kuangliu/pytorch-cifar at {mirror} to copy it from: fetch "
-        f"github:kuangliu/pytorch-cifar (or pass --mirror), or put its models/dla.py at {path}")
+  mirror = peer_mirrors.mirror_dir(PEER_REPO, mirror)
+  if mirror is None or (not (mirror / "HEAD").exists() and not (mirror / ".git").exists()):
+    raise peer_mirrors.missing(PEER_REPO, path, mirror)
   text = subprocess.run(["git", "-C", str(mirror), "show", "HEAD:models/dla.py"], check=True,
                         capture_output=True, text=True).stdout
   peers.mkdir(parents=True, exist_ok=True)
@@ -260,7 +261,8 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--out", default="bench/results")
   ap.add_argument("--peers", default=str(REPO / "bench" / ".peers"), help="folder of the peers' code (ignored)")
-  ap.add_argument("--mirror", default=str(MIRROR), help="the fetched kuangliu/pytorch-cifar mirror")
+  ap.add_argument("--mirror", default=None, help="a git mirror or clone of kuangliu/pytorch-cifar "
+                  "(default: $AILA_PEER_MIRRORS, see bench/peers.py)")
   ap.add_argument("--prepare_only", action="store_true", help="copy the peer file into --peers and exit")
   ap.add_argument("--workloads", default=",".join(WORKLOADS))
   ap.add_argument("--rounds", type=int, default=5)
@@ -282,9 +284,11 @@ def main():
   start = time.perf_counter()
   peers_dir = pathlib.Path(args.peers)
   if args.prepare_only:
-    print("peer file:", ensure_peer(peers_dir, pathlib.Path(args.mirror)))
+    print("peer file:", ensure_peer(peers_dir, args.mirror))
     return
   workloads = SMOKE if args.smoke else {k: WORKLOADS[k] for k in args.workloads.split(",")}
+  if torch is not None and any(w[1] == "kuangliu" for w in workloads.values()):
+    ensure_peer(peers_dir, args.mirror)  # copied once from --mirror / $AILA_PEER_MIRRORS; then Peer finds it
   if args.smoke:
     args.rounds, args.loop, args.cifar_train = 2, 1, min(args.cifar_train or 64, 64)
   device = jax.devices()[0]

@@ -18,7 +18,7 @@ Parameter counts (weights + biases + BN scale/bias) of all ten variants are
 compared with timm's (``sum(p.numel() for p in model.parameters())``).
 
   python bench/dla_port_check.py --out bench/results                 # GPU machine (timm installed)
-  /work/torchvenv/bin/python bench/dla_port_check.py --size 224       # CPU with a torch+timm venv
+  python bench/dla_port_check.py --size 224      # any CPU machine with torch and timm installed
 
 Prints one JSON object and writes it to ``--out/dla_port_check_<device>.json``.
 """

@@ -21,8 +21,8 @@ relative cost of the mixer, its step time over the plain ResNet-50's step in
 the same framework and mode.
 
 The official code is not part of this repository: :func:`fetch_peer` copies
-``resnet/`` from a local git mirror (``--mirror``, default
-``/work/.mirror/joyfang1106+MRLA/repo``) into the ignored folder
+``resnet/`` from a local git mirror or clone (``--mirror``, or
+``$AILA_PEER_MIRRORS``: see ``bench/peers.py``) into the ignored folder
 ``bench/.peers/mrla/`` once; on a machine without the mirror, carry that
 folder. It needs ``einops`` (MRLA-base). Its ``models/__init__.py`` names a
 ``resnet152_mrlal`` that does not exist, so the model files are imported
@@ -56,10 +56,11 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 from aila_jax import models  # noqa: E402
+from bench import peers as peer_mirrors  # noqa: E402
 from aila_jax.train.state import param_count  # noqa: E402
 
 PEER_DIR = ROOT / "bench" / ".peers" / "mrla"
-MIRROR = "/work/.mirror/joyfang1106+MRLA/repo"
+PEER_REPO = "joyfang1106/MRLA"
 NETS = {  # name: (official module, official constructor, our model kwargs)
     "plain": ("resnet", "resnet50", {"mixer": "residual"}),
     "mrla_light": ("resnet_mrla_light", "resnet50_mrlal", {"mixer": "mrla_light"}),
@@ -67,13 +68,15 @@ NETS = {  # name: (official module, official constructor, our model kwargs)
 }
 
 
-def fetch_peer(mirror: str = MIRROR, dest: pathlib.Path = PEER_DIR) -> pathlib.Path:
-  """The official ``resnet/`` folder under ``dest`` (copied from the git mirror once); its commit is recorded."""
+def fetch_peer(mirror: str | None = None, dest: pathlib.Path = PEER_DIR) -> pathlib.Path:
+  """The official ``resnet/`` folder under ``dest`` (copied from the git mirror once,
+  ``bench.peers.mirror_dir``); its commit is recorded."""
   models_dir = dest / "resnet" / "models"
   if not models_dir.is_dir():
-    if not pathlib.Path(mirror).is_dir():
-      raise FileNotFoundError(f"no official MRLA code in {dest} and no mirror at {mirror}: fetch github "
-                              "joyfang1106/MRLA there (or pass --mirror), or carry bench/.peers/mrla")
+    found = peer_mirrors.mirror_dir(PEER_REPO, mirror)
+    if found is None or not found.is_dir():
+      raise peer_mirrors.missing(PEER_REPO, models_dir, found)
+    mirror = str(found)
     dest.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "-C", mirror, "archive", "HEAD", "resnet"], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
@@ -167,7 +170,8 @@ def main():
   ap.add_argument("--loop", type=int, default=10)
   ap.add_argument("--nets", default="plain,mrla_light,mrla_base")
   ap.add_argument("--torch-modes", default="eager,compile", help="',' separated: eager, compile ('' for none)")
-  ap.add_argument("--mirror", default=MIRROR)
+  ap.add_argument("--mirror", default=None, help="a git mirror or clone of joyfang1106/MRLA "
+                  "(default: $AILA_PEER_MIRRORS, see bench/peers.py)")
   ap.add_argument("--tag", default="")
   ap.add_argument("--smoke", action="store_true", help="CPU check: 32x32 images, batch 2, 1 round of 1 step")
   args = ap.parse_args()
