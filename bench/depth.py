@@ -33,7 +33,6 @@ Writes ``depth_<device>[_<tag>].json`` into ``--out``, rewritten after every row
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import pathlib
 import re
@@ -46,11 +45,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
 from aila_jax import models  # noqa: E402
-from aila_jax.train.state import param_count  # noqa: E402
+from bench.sgd_step import sgd_bn_step  # noqa: E402
 from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
 
 try:
@@ -117,22 +114,7 @@ def make_step(spec, depth, batch, dtype):
   x = jax.random.normal(rng, (batch, 32, 32, 3), jnp.float32)
   y = jax.random.randint(rng, (batch,), 0, 10)
   variables = model.init(rng, x[:2], train=False)
-  params, stats = variables["params"], variables["batch_stats"]
-  tx = optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(0.1, momentum=0.9))
-
-  def loss_fn(p, s):
-    (logits, _), new = model.apply({"params": p, "batch_stats": s}, x, train=True, mutable=["batch_stats"],
-                                   rngs={"dropout": rng})
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new["batch_stats"]
-
-  @functools.partial(jax.jit, donate_argnums=0)
-  def step(state):
-    p, s, o = state
-    (_, s), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s)
-    updates, o = tx.update(g, o, p)
-    return optax.apply_updates(p, updates), s, o
-
-  return step, (params, stats, tx.init(params)), param_count(params)
+  return sgd_bn_step(model, variables, x, y, weight_decay=1e-4, rngs={"dropout": rng})
 
 
 def bench_interleaved(specs, depth, batch, rounds, loop, dtype):

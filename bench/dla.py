@@ -64,11 +64,10 @@ sys.path.insert(0, str(REPO))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
 from aila_jax import models  # noqa: E402
+from bench.sgd_step import sgd_bn_step  # noqa: E402
 from bench import peers as peer_mirrors  # noqa: E402
-from aila_jax.train.state import param_count  # noqa: E402
 
 try:
   import torch  # noqa: E402
@@ -123,21 +122,7 @@ def make_ours(model_name, side, batch, classes, dtype=jnp.bfloat16):
   x = jax.random.normal(rng, (batch, side, side, 3), jnp.float32)
   y = jax.random.randint(rng, (batch,), 0, classes)
   variables = jax.jit(functools.partial(model.init, train=False))(rng, x[:2])
-  params, stats = variables["params"], variables["batch_stats"]
-  tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.1, momentum=0.9))
-
-  def loss_fn(p, s):
-    (logits, _), new = model.apply({"params": p, "batch_stats": s}, x, train=True, mutable=["batch_stats"])
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new["batch_stats"]
-
-  @functools.partial(jax.jit, donate_argnums=0)
-  def step(state):
-    p, s, o = state
-    (_, s), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s)
-    updates, o = tx.update(g, o, p)
-    return optax.apply_updates(p, updates), s, o
-
-  return step, (params, stats, tx.init(params)), param_count(params)
+  return sgd_bn_step(model, variables, x, y, weight_decay=5e-4)
 
 
 class Ours:

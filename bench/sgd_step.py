@@ -1,0 +1,33 @@
+"""The training step the benchmarks time for our models: SGD with momentum 0.9, learning rate 0.1 and coupled
+weight decay, cross-entropy on a fixed random batch, BatchNorm statistics updated (as the PyTorch peers'
+``optimizer.step()`` with ``weight_decay``)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import optax
+
+from aila_jax.train.state import param_count
+
+
+def sgd_bn_step(model, variables, x, y, *, weight_decay: float, donate: bool = True, rngs=None):
+  """``(step, state, parameter count)``: ``step(state) -> state`` is one jitted update of ``model`` on
+  ``(x, y)``, ``state = (params, batch_stats, opt_state)``; ``donate`` hands the state's buffers to the step."""
+  params, stats = variables["params"], variables["batch_stats"]
+  tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(0.1, momentum=0.9))
+
+  def loss_fn(p, s):
+    (logits, _), new = model.apply({"params": p, "batch_stats": s}, x, train=True, mutable=["batch_stats"],
+                                   **({"rngs": rngs} if rngs else {}))
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new["batch_stats"]
+
+  @functools.partial(jax.jit, donate_argnums=0 if donate else ())
+  def step(state):
+    p, s, o = state
+    (_, s), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s)
+    updates, o = tx.update(g, o, p)
+    return optax.apply_updates(p, updates), s, o
+
+  return step, (params, stats, tx.init(params)), param_count(params)
