@@ -39,6 +39,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from bench.results_io import save_result  # noqa: E402  (atomic; long tables into NAME.curves.npz)
 from aila_jax.attention import depth as depth_attn  # noqa: E402
 from depth import MIXERS, make_step, run_steps  # noqa: E402  (bench/depth.py)
 
@@ -122,7 +123,7 @@ def main():
       for name, sec, n in row.get("top_events", [])[:8]:
         print(f"    {sec:8.2f} s  x{n:<4d} {name}", flush=True)
       if path:
-        path.write_text(json.dumps(result, indent=2))
+        save_result(path, result, indent=2)
   if path:
     print("wrote", path)
   return result

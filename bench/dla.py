@@ -65,6 +65,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.results_io import save_result  # noqa: E402  (atomic; long tables into NAME.curves.npz)
 from aila_jax import models  # noqa: E402
 from bench.sgd_step import sgd_bn_step  # noqa: E402
 from bench import peers as peer_mirrors  # noqa: E402
@@ -293,7 +294,7 @@ def main():
     result["total_s"] = time.perf_counter() - start
     for p in paths:
       p.parent.mkdir(parents=True, exist_ok=True)
-      p.write_text(json.dumps(result, indent=2))
+      save_result(p, result, indent=2)
 
   def left():
     return args.budget_s - (time.perf_counter() - start)

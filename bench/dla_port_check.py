@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
+from bench.results_io import save_result  # noqa: E402  (atomic; long tables into NAME.curves.npz)
 from aila_jax.models import dla  # noqa: E402
 param_count = lambda params: int(sum(x.size for x in jax.tree_util.tree_leaves(params)))  # no aila_jax.train: grain is not on the GPU machine
 
@@ -154,7 +155,7 @@ def main():
   if args.out:
     os.makedirs(args.out, exist_ok=True)
     name = res["device"].replace(" ", "-")
-    pathlib.Path(args.out, f"dla_port_check_{name}.json").write_text(json.dumps(res, indent=1) + "\n")
+    save_result(pathlib.Path(args.out, f"dla_port_check_{name}.json"), res, indent=1)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ listed), then ``--rounds`` rounds time each spec in turn for ``--loop`` steps (m
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import re
 import statistics
@@ -33,6 +32,7 @@ except ImportError:  # the GPU machine has no grain: load aila_jax.train.state w
   _train.__path__ = [str(pathlib.Path(__file__).resolve().parents[1] / "aila_jax" / "train")]
   sys.modules["aila_jax.train"] = _train
 import depth as bench_depth  # noqa: E402  (bench/depth.py)
+from bench.results_io import save_result  # noqa: E402  (atomic; long tables into NAME.curves.npz)
 
 jax = bench_depth.jax
 jnp = bench_depth.jnp
@@ -115,7 +115,7 @@ def main():
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind)
     path = pathlib.Path(args.out) / f"ela_time_{name}_resnet{args.depth}{'_' + args.tag if args.tag else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
+    save_result(path, result, indent=2)
     print("wrote", path)
   return result
 
@@ -146,7 +146,7 @@ def cost(args, specs, dtype, kind):
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind)
     path = pathlib.Path(args.out) / f"ela_cost_{name}_resnet{args.depth}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
+    save_result(path, result, indent=2)
     print("wrote", path)
   return result
 

@@ -37,7 +37,6 @@ Writes ``mrla_peer_<device>.json`` into ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import re
@@ -54,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from bench.results_io import save_result  # noqa: E402  (atomic; long tables into NAME.curves.npz)
 from aila_jax import models  # noqa: E402
 from bench.sgd_step import sgd_bn_step  # noqa: E402
 from bench import peers as peer_mirrors  # noqa: E402
@@ -239,7 +239,7 @@ def main():
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind)
     path = pathlib.Path(args.out) / f"mrla_peer_{name}{'_' + args.tag if args.tag else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
+    save_result(path, result, indent=2)
     print("wrote", path)
   return result
 
