@@ -56,10 +56,15 @@ def _stamped_write(self, step, metrics):
 
 
 def run(name, config, workdir):
+  # The stamped writer is installed for this run only: left in place it would add a "wall"
+  # column to every later run in the process (a test worker running other tests next).
   metrics_lib.MetricWriter.write = _stamped_write
   _CLOCK["t0"] = None
   start = time.perf_counter()
-  result = train_and_evaluate(config, workdir)
+  try:
+    result = train_and_evaluate(config, workdir)
+  finally:
+    metrics_lib.MetricWriter.write = _original_write
   total = time.perf_counter() - start
   rows = metrics_lib.read_metrics(workdir)
   # The clock starts at the first logged row (step log_every, compilation before it); the

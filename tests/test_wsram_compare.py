@@ -67,3 +67,8 @@ def test_smoke_run_writes_one_json(tmp_path):
     assert all(p["location_grad_variance"] > 0 and math.isfinite(p["location_grad_variance"]) for p in probes)
   assert all(1.0 <= p["ess"] <= 2.0 for p in result["probes"]["mnist"]["wsram_prior"])  # K = 2 in --smoke
   assert result["summary"]["mnist"]["wsram_prior"]["final_step"] == 4
+  # the benchmark's wall-clock stamping ends with its run: later runs in this process log no "wall"
+  from aila_jax.train import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  (tmp_path / "after").mkdir()
+  metrics_lib.MetricWriter(tmp_path / "after", tensorboard=False).write(1, {"x": 1.0})
+  assert metrics_lib.read_metrics(tmp_path / "after") == [{"step": 1, "x": 1.0}]
