@@ -30,7 +30,8 @@ Run on a GPU machine from the repository root::
   python3 bench/attention.py --out bench/results
 
 It prints a table and writes ``attention_<device>.json`` into ``--out``.
-``--quick`` runs tiny shapes (a smoke test that also runs on CPU).
+``--quick`` runs tiny shapes (a smoke test that also runs on CPU); ``--smoke`` one tiny
+shape with one repetition (the CPU check of ``python -m bench.run``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ SHAPES = [
     (64, 256, 8, 64, False),
 ]
 QUICK_SHAPES = [(2, 64, 2, 16, False), (2, 64, 2, 16, True)]
+SMOKE_SHAPES = [(1, 16, 2, 8, False)]
 
 
 def _version(module_name):
@@ -195,7 +197,7 @@ def bench_shape(b, length, h, d, causal, reps, on_gpu):
   x = jax.random.normal(ks[4], (b, length, feat), dtype)
   dy = jax.random.normal(ks[5], (b, length, feat), dtype)
   ours_mod = MultiHeadAttention(num_heads=h, dtype=dtype, param_dtype=dtype)
-  params = ours_mod.init(jax.random.key(1), x)
+  params = jax.jit(ours_mod.init)(jax.random.key(1), x)  # one compile, not one per op
   m_ours = module_fwd_bwd(lambda p, x: ours_mod.apply(p, x, is_causal=causal))
   record("ours_module", lambda: m_ours(params, x, dy), jax_sync, flops + pflops)
   stock = nn.MultiHeadDotProductAttention(num_heads=h, dtype=dtype,
@@ -272,7 +274,10 @@ def main():
   parser.add_argument("--out", default="bench/results")
   parser.add_argument("--reps", type=int, default=7)
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--smoke", action="store_true", help="one tiny shape, one repetition (CPU check)")
   args = parser.parse_args()
+  if args.smoke:
+    args.reps = 1
 
   on_gpu = jax.default_backend() == "gpu"
   if torch is not None and torch.cuda.is_available():
@@ -316,7 +321,7 @@ def main():
     info["versions"]["cudnn_jax"] = None
   print(json.dumps(info, indent=1), flush=True)
 
-  shapes = QUICK_SHAPES if args.quick else SHAPES
+  shapes = SMOKE_SHAPES if args.smoke else QUICK_SHAPES if args.quick else SHAPES
   info["shapes"] = []
   slug = re.sub(r"[^A-Za-z0-9._-]+", "-", device).strip("-")
   out_dir = pathlib.Path(args.out)

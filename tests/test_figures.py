@@ -1,0 +1,65 @@
+"""bench/figures.py on the stored results: every figure drawn from the files it names, the peer ratios equal
+the ratios the bench scripts stored themselves, and the generated table of docs/results.md is up to date."""
+import json
+import shutil
+
+import pytest
+
+from bench import figures
+from bench.results_io import load_result
+from helpers import REPO
+
+RESULTS = REPO / "bench" / "results"
+
+
+@pytest.fixture(scope="module")
+def stored():
+  return figures.Results(figures.collect([RESULTS]))
+
+
+def test_draws_every_figure_from_the_stored_results(tmp_path, stored):
+  index = figures.draw(stored, tmp_path)
+  assert set(index) == set(figures.FIGURES)
+  for name, info in index.items():
+    assert "sources" in info, (name, info)  # bench/results holds data for every figure
+    data = (tmp_path / name).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 150_000, name
+    assert all(p.startswith(str(RESULTS)) for p in info["sources"])
+  assert json.loads((tmp_path / "figures.json").read_text()) == index
+  assert any("glimpse" in n for n in index) and "NVIDIA H200" in index["glimpse_error.png"]["devices"]
+
+
+def test_peer_ratios_equal_the_ratios_the_scripts_stored(stored):
+  ratios = {(label, name): value for label, value, name in figures.peer_ratios(stored)}
+  tr = load_result(RESULTS / "transformer_NVIDIA-H100-80GB-HBM3.json")["ratios"]
+  assert ratios[("Transformer-base vs torch_eager (H100)", "transformer_NVIDIA-H100-80GB-HBM3.json")] == \
+      pytest.approx(tr["ours/torch_eager"], rel=1e-12)
+  dla = load_result(RESULTS / "dla_NVIDIA-H200_run1.json")["workloads"]
+  for workload, w in dla.items():
+    label = f"DLA {workload} vs {w['faster_peer']} (H200, peer without cudnn.benchmark)"
+    assert ratios[(label, "dla_NVIDIA-H200_run1.json")] == pytest.approx(w["ratio_ours_vs_faster_peer"], rel=1e-4)
+  ram = load_result(RESULTS / "ram_NVIDIA-H100-80GB-HBM3.json")["ratio_ours_memory_over_peer"]
+  assert ratios[("RAM training vs the PyTorch port (H100)", "ram_NVIDIA-H100-80GB-HBM3.json")] == ram
+  att = load_result(RESULTS / "attention_NVIDIA-H200.json")["shapes"][0]
+  assert ratios[("attention 8x2048x16x64 vs torch SDPA (H200)", "attention_NVIDIA-H200.json")] == \
+      att["ratios"]["ours_core/torch_sdpa"]
+
+
+def test_an_earlier_folder_hides_the_same_file_later(tmp_path):
+  shutil.copy(RESULTS / "ram_NVIDIA-H100-80GB-HBM3.json", tmp_path)
+  found = figures.collect([tmp_path, RESULTS])
+  assert found["ram_NVIDIA-H100-80GB-HBM3.json"] == tmp_path / "ram_NVIDIA-H100-80GB-HBM3.json"
+  assert found["transformer_NVIDIA-H100-80GB-HBM3.json"] == RESULTS / "transformer_NVIDIA-H100-80GB-HBM3.json"
+  with pytest.raises(FileNotFoundError, match="not a folder"):
+    figures.collect([tmp_path / "nope"])
+
+
+def test_results_page_table_is_generated_from_the_stored_results(tmp_path, stored):
+  doc = REPO / "docs" / "results.md"
+  text = doc.read_text()
+  copy = tmp_path / "results.md"
+  copy.write_text(text)
+  assert figures.update_doc(copy, stored) == text, "docs/results.md is stale: run python -m bench.figures --doc"
+  table = figures.table_markdown(stored)
+  assert "| 1.00% at 90,000 steps | 1.12% (Mnih et al. 2014)" in table  # RAM MNIST, H100 90k run vs the paper
+  assert "ELA accuracy with skips (3 seeds) | not run on a GPU yet" in table
