@@ -79,3 +79,35 @@ def test_batched_composition_equals_record_by_record(name, data_dir):
     np.testing.assert_array_equal(batch["image"], np.stack([source[int(i)]["image"] for i in rows]))
     np.testing.assert_array_equal(batch["label"], [int(source[int(i)]["label"]) for i in rows])
     assert batch["image"].dtype == np.uint8
+
+
+def _reference_canvas(source, i):
+  """Record ``i`` rebuilt independently: each piece placed on its own zero canvas, then the pixelwise max."""
+  c, f = source.spec.canvas, source.spec.fragment_size
+  layers = [np.zeros((c, c), np.uint8)]
+  pieces = [(source.images[i], source.digit_offsets[i])]
+  for j in range(source.spec.num_fragments):
+    sr, sc = source.fragment_crops[i, j]
+    pieces.append((source.images[source.fragment_sources[i, j], sr:sr + f, sc:sc + f], source.fragment_offsets[i, j]))
+  for piece, (r, col) in pieces:
+    h, w = piece.shape
+    layers.append(np.pad(piece, ((r, c - r - h), (col, c - col - w))))  # np.pad fails if it does not fit
+  return np.max(layers, axis=0)
+
+
+@pytest.mark.parametrize("name,canvas,fragments", [("cluttered_mnist_100", 100, 8), ("cluttered_mnist_60", 60, 4),
+                                                   ("translated_mnist", 60, 0)])
+def test_layout_as_the_paper_describes(name, canvas, fragments, data_dir):
+  """Mnih et al. 2014: the 28x28 digit fully inside the canvas; 8x8 fragments of other digits (8 on 100x100)."""
+  test = _build(name, data_dir).eval["test"]
+  assert (test.spec.canvas, test.spec.num_fragments, test.spec.fragment_size) == (canvas, fragments, 8)
+  assert test.fragment_sources.shape == (10000, fragments) and test.fragment_offsets.shape == (10000, fragments, 2)
+  # every top-left offset keeps its piece inside, and the whole range is used (uniform positions)
+  for offsets, extent in ((test.digit_offsets, canvas - 28), (test.fragment_offsets, canvas - 8),
+                          (test.fragment_crops, 28 - 8)):
+    if offsets.size:
+      assert offsets.min() == 0 and offsets.max() == extent
+  for i in (0, 4321, 9999):
+    np.testing.assert_array_equal(test[i]["image"][..., 0], _reference_canvas(test, i))
+    r, c = test.digit_offsets[i]
+    assert test[i]["image"][r:r + 28, c:c + 28, 0].sum() >= test.images[i].sum()  # the whole digit is there

@@ -306,3 +306,22 @@ def test_prior_proposal_needs_no_inference_network():
   config = ml_collections.ConfigDict(dict(model_name="ram", model={"baseline": False},
                                           task_kwargs={"estimator": "wake_sleep", "proposal": "prior"}))
   assert GlimpseTask.from_config(config, _Images()).proposal == "prior"
+
+
+def test_cluttered100_config_is_the_papers_setup():
+  """configs/ram_cluttered100.py: 8 glimpses of 4 scales of 12x12; the 96-pixel patch fits 100x100, a 5th does not."""
+  from configs import ram_cluttered100, wsram_cluttered100  # pylint: disable=g-import-not-at-top
+
+  class _Canvas(_Images):
+    name = "cluttered_mnist_100"
+    example = {"image": np.zeros((1, 100, 100, 1), np.float32), "label": np.zeros((1,), np.int64)}
+
+  for module in (ram_cluttered100, wsram_cluttered100):
+    config = module.get_config()
+    assert config.dataset == "cluttered_mnist_100" and config.num_train_steps == 90000
+    assert (config.model.num_glimpses, config.model.glimpse_size, config.model.num_scales) == (8, 12, 4)
+    GlimpseTask.from_config(config, _Canvas())
+    config.model.num_scales = 5
+    with pytest.raises(ConfigError, match=r"config.model.glimpse_size=12 with config.model.num_scales=5: the "
+                                          r"largest patch is 192x192 pixels .* larger than the 100x100 images"):
+      GlimpseTask.from_config(config, _Canvas())
