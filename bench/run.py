@@ -172,11 +172,14 @@ def why_skip(b: Bench, *, data, torch_ok: bool) -> str | None:
   return None
 
 
-def run_one(b: Bench, cmd: list[str], *, out: pathlib.Path, budget_s: float, log: pathlib.Path) -> dict:
+def run_one(b: Bench, cmd: list[str], *, out: pathlib.Path, budget_s: float, log: pathlib.Path,
+            data=None) -> dict:
   """Runs one benchmark with its output teed into ``log``; returns its row of the summary."""
   before = {p: p.stat().st_mtime_ns for p in out.glob("*.json")}
   t0 = time.perf_counter()
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+  if data:
+    env["AILA_DATA_DIR"] = str(data)  # the scripts that read the data folder from the environment
   with open(log, "w") as f:
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
@@ -264,7 +267,7 @@ def main(argv=None) -> int:
     budget = b.budget_s * args.budget_scale
     print(f"[{i + 1}/{len(benches)}] {b.name}: {' '.join(cmd[1:])}  (budget {budget:.0f} s, "
           f"{time.perf_counter() - t_all:.0f} s elapsed)", flush=True)
-    row = run_one(b, cmd, out=out, budget_s=budget, log=out / "logs" / f"{b.name}.log")
+    row = run_one(b, cmd, out=out, budget_s=budget, log=out / "logs" / f"{b.name}.log", data=args.data_dir)
     print(f"[{i + 1}/{len(benches)}] {b.name}: {row['status']} in {row['seconds']:.1f} s", flush=True)
     rows.append(row)
 
