@@ -66,19 +66,13 @@ def run(name, config, workdir):
   finally:
     metrics_lib.MetricWriter.write = _original_write
   total = time.perf_counter() - start
-  rows = metrics_lib.read_metrics(workdir)
-  # The clock starts at the first logged row (step log_every, compilation before it); the
-  # steps before it are credited at the mean training rate measured after it.
-  first, last = rows[0], rows[-1]
-  all_eval = sum(r.get("eval/seconds", 0.0) for r in rows)
-  per_step = (last["wall"] - all_eval) / max(last["step"] - first["step"], 1)
-  offset = first["step"] * per_step
+  rows, per_step = cumulative_wall(metrics_lib.read_metrics(workdir))
   evals, eval_seconds = [], 0.0
   for r in rows:
     if "eval/accuracy" in r:
       eval_seconds += r["eval/seconds"]
-      evals.append({"step": r["step"], "wall": r["wall"] + offset,
-                    "train_wall": r["wall"] - eval_seconds + offset,
+      evals.append({"step": r["step"], "wall": r["wall"],
+                    "train_wall": r["wall"] - eval_seconds,
                     "error": 1.0 - r["eval/accuracy"],
                     "error_sampled": 1.0 - r.get("eval/accuracy_sampled", float("nan")),
                     "loss": r["eval/loss"]})
@@ -87,6 +81,31 @@ def run(name, config, workdir):
   return {"name": name, "config": json.loads(config.to_json_best_effort()), "final": result,
           "evals": evals, "train": train_rows, "seconds_total_incl_compile": total,
           "train_seconds_per_step": per_step}
+
+
+def cumulative_wall(rows):
+  """``rows`` with ``wall`` counted from step 0 across resumed runs, and the mean seconds per step.
+
+  Each call of :func:`run` starts its clock at its first logged row (compilation and the first
+  ``log_every`` steps before it), so a workdir trained over several calls (resumed from its
+  checkpoint) holds one clock per call: a segment starts where ``wall`` goes down. The
+  seconds per training step are those measured inside the segments (evals excluded), and the
+  steps before each segment's first row are credited at that rate.
+  """
+  rows = [r for r in rows if "wall" in r]
+  segments = []
+  for r in rows:
+    if not segments or r["wall"] < segments[-1][-1]["wall"]:
+      segments.append([])
+    segments[-1].append(r)
+  timed = sum(seg[-1]["wall"] - sum(r.get("eval/seconds", 0.0) for r in seg) for seg in segments)
+  per_step = timed / max(sum(seg[-1]["step"] - seg[0]["step"] for seg in segments), 1)
+  out, offset, last_step = [], 0.0, 0
+  for seg in segments:
+    offset += (seg[0]["step"] - last_step) * per_step  # steps before this call's first row
+    out += [{**r, "wall": r["wall"] + offset} for r in seg]
+    offset, last_step = out[-1]["wall"], seg[-1]["step"]
+  return out, per_step
 
 
 def main():
