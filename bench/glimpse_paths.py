@@ -33,6 +33,7 @@ import argparse
 import json
 import pathlib
 import sys
+import textwrap
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -99,6 +100,9 @@ def load_run(workdir, *, data_dir=None, step=None) -> dict:
     config.data_dir = str(data_dir)
   dataset = datasets.build_dataset(config)
   model = models.get_model(config.model_name, **dataset.model_kwargs, **config.model)
+  if step is not None and not (workdir / "checkpoints" / str(step)).is_dir():
+    saved = sorted(int(d.name) for d in (workdir / "checkpoints").glob("*") if d.name.isdigit())
+    raise FileNotFoundError(f"--step {step}: no checkpoint at that step in {workdir}; saved steps: {saved}")
   ckpt_step, state, _ = load_checkpoint(workdir, step)
   variables = {"params": state["params"], **(state.get("model_state") or {})}
   return {"workdir": workdir, "config": config, "dataset": dataset, "model": model, "step": int(ckpt_step),
@@ -164,8 +168,9 @@ def draw(runs: list[dict], paths: list[dict], out, *, dpi: int = 80, note: str =
   n = max(len(p["labels"]) for p in paths)
   # fixed layout in inches: per run a two-line heading, then its rows of square panels with a title each
   panel, gap, title, heading, margin = 1.7, 0.08, 0.3, 0.45, 0.3
-  caption_h = 0.18 * (2 + bool(note) + note.count("\n"))
   width = margin + n * (panel + gap)
+  lines = (note.split("\n") if note else []) + ["x" * 170]  # the note and the fixed caption (~170 characters)
+  caption_h = 0.14 * (1 + sum(len(line) // int(width * 17) + 1 for line in lines))
   height = sum(heading + r * (panel + title) for r in rows_per) + caption_h + 0.1
   fig = plt.figure(figsize=(width, height))
   axes = np.empty((sum(rows_per), n), dtype=object)
@@ -226,8 +231,7 @@ def draw(runs: list[dict], paths: list[dict], out, *, dpi: int = 80, note: str =
     row += nrows
   caption = ("boxes: each glimpse's finest patch (colour = time, dark first); dashed: the last glimpse's coarser "
              "patches; sampled row: paths from the prior, the last glimpse's finest patch")
-  if note:
-    caption = note + "\n" + caption
+  caption = "\n".join(textwrap.fill(line, int(width * 17)) for line in (note.split("\n") if note else []) + [caption])
   fig.text(margin / width, 0.05 / height, caption, fontsize=7, ha="left", va="bottom")
   out = pathlib.Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)

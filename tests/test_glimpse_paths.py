@@ -57,6 +57,8 @@ def test_figure_from_checkpoint(tmp_path):
   assert run["step"] == 300
   jax.tree_util.tree_map(np.testing.assert_array_equal, run["variables"]["params"], params)
   assert run["errors"] == {"step": 300, "error": 0.25, "error_sampled": 0.5}
+  with pytest.raises(FileNotFoundError, match=r"--step 200: no checkpoint at that step .*saved steps: \[300\]"):
+    glimpse_paths.load_run(work, data_dir=tmp_path, step=200)
   heading = glimpse_paths._heading(run)
   assert "step 300 of 40,000: partly trained" in heading and "test error 25.00% with mean locations" in heading
   assert p["mean_locations"].shape == (2, 2, 2) and p["sampled_locations"].shape == (2, 2, 2, 2)
