@@ -2,8 +2,8 @@ r"""RAM on cluttered MNIST 100x100 (8 fragments of 8x8): 8 glimpses of 4 scales 
 
 The set-up of the row "RAM, 8 glimpses, 12x12, 4 scales" of the paper's 100x100 Cluttered
 Translated MNIST table (Table 2); the schedule is this project's for cluttered 60x60
-(configs/ram_cluttered60.py: 90,000 steps of 256, Adam 1e-3 with warmup and cosine decay), since
-the paper states no number of steps. Not trained on a GPU yet. The same run through the
+(configs/ram_cluttered60.py: 90,000 steps of 256, Adam 1e-3 with warmup and cosine decay): we found
+no number of training steps in the paper. Not trained on a GPU yet. The same run through the
 benchmark script (test error against steps and seconds into bench/results; with ``--deadline_s`` it
 stops with a checkpoint, and the same command on the same ``--workdir`` resumes it):
 
