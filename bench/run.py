@@ -90,11 +90,11 @@ FULL = [
           data=("multi30k",)),
     Bench("depth", "depth", ["--out", "{out}"], 900, peer_rows=True),
     Bench("depth_profile", "depth_profile", ["--trace", "--out", "{out}"], 600),
-    Bench("compile_time", "compile_time", ["--out", "{out}", "--steps", "20"], 900),
+    Bench("compile_time", "compile_time", ["--out", "{out}", "--steps", "20"], 1500),  # six ResNet-56 compiles
     Bench("depth_train", "depth_train", ["--out", "{out}", "--data_dir", "{data}", "--seed", "0,1"], 1800,
           data=("cifar10_jpeg_bytes.npz", "prices")),
     Bench("imdb_depth", "imdb_depth", ["--out", "{out}", "--data_dir", "{data}"], 900, data=("imdb.jsonl.gz",)),
-    Bench("ela_time", "ela_time", ["--out", "{out}"], 900),
+    Bench("ela_time", "ela_time", ["--out", "{out}"], 1500),  # six ResNet-56 specs, up to 143 s of compile each
     Bench("dla", "dla", ["--out", "{out}", "--data_dir", "{data}", "--budget_s", "3000", "--cifar_epochs", "30"],
           3600, data=("cifar10_jpeg_bytes.npz",), peer_rows=True),
     Bench("dla_port_check", "dla_port_check", ["--out", "{out}"], 600, torch_only=True),
