@@ -419,6 +419,17 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
                      f"{q['ours_core/cudnn']:.3f}x the cuDNN kernel alone",
                      "not applicable (target 1.05x torch SDPA, issue 3)",
                      f"{q['ours_core/torch_sdpa']:.3f}x torch SDPA", src(name)))
+  for name in res.names(r"attention_kernels_.*\.json"):
+    k = res[name].get("rows", {})
+    fast = {n: v["tflops"] for n, v in k.items() if "tflops" in v}
+    if fast:
+      jax_best = max((n for n in fast if not n.startswith("torch")), key=fast.get)
+      torch_best = max((n for n in fast if n.startswith("torch")), key=fast.get, default=None)
+      rows.append(("fused attention kernels, fwd+bwd " + "x".join(map(str, res[name]["shape"])),
+                   f"fastest JAX kernel {jax_best} {fast[jax_best]:.0f} TFLOP/s; "
+                   + ", ".join(f"{n} {v:.0f}" for n, v in fast.items() if n.startswith("pallas")),
+                   "not applicable",
+                   f"{torch_best} {fast[torch_best]:.0f} TFLOP/s" if torch_best else "not measured", src(name)))
   # Transformer.
   for name in res.names(r"transformer_.*\.json"):
     r = res[name]
@@ -461,6 +472,25 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
     text = ", ".join(f"{m} {_pct(statistics.mean(v))}" for m, v in by.items())
     rows.append((f"CIFAR-10 ResNet-20, {res[name]['cifar'][0]['epochs']} epochs, mean of {len(next(iter(by.values())))} seeds",
                  text, "not available", "not available", src(name)))
+  for name in res.names(r"depth_train_prices.*\.json"):
+    parts = []
+    for row in res[name].get("prices_summary") or []:
+      models = row["models"]
+      low = min(m["test_mse_mean"] for m in models.values())
+      ties = [m for m, v in models.items() if v["test_mse_mean"] <= low * (1 + 1e-12)]
+      who = "every model" if len(ties) == len(models) else "/".join(ties)
+      parts.append(f"{row['series']}: {who} {models[ties[0]]['ratio_to_naive']:.4f}")
+    if parts:
+      seeds = next(iter(res[name]["prices_summary"][0]["models"].values()))["seeds"]
+      rows.append((f"prices: lowest test MSE / naive forecast per series ({seeds} seeds)", "; ".join(parts),
+                   "not available", "not applicable", src(name)))
+  for name in res.names(r"compile_time_.*\.json"):
+    r = res[name]
+    first = {row["mixer"]: row["first_step_s"] for row in r["rows"] if row.get("impl", "stacked") == "stacked"}
+    if "residual" in first:
+      rows.append((f"first step (compile) of ResNet-{r['rows'][0]['depth']} b{r['rows'][0]['batch']}",
+                   ", ".join(f"{m} {v:.1f} s ({v / first['residual']:.2f}x)" for m, v in first.items()),
+                   "not applicable", "not measured", src(name)))
   for name in res.names(r"imdb_depth_.*\.json"):
     runs = {r["name"]: r for r in res[name]["runs"]}
     if "aila_mlp_aila1" in runs:
@@ -493,6 +523,14 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
                      _pct(row["removed_fraction_of_layer_attention"]),
                      f"about {paper:.0%} less training time (abstract; issue 16 reads it as layer-attention time)",
                      "no peer (no public code)", src(name)))
+  for name in res.names(r"ela_cost_.*\.json"):
+    for row in res[name]["rows"]:
+      if "removed_fraction_of_layer_attention_flops" in row:
+        rows.append((f"ELA: XLA cost analysis, layer-attention flops / bytes removed, {row['spec']} "
+                     f"ResNet-{res[name]['depth']} (static, not a timing)",
+                     f"{_pct(row['removed_fraction_of_layer_attention_flops'])} / "
+                     f"{_pct(row['removed_fraction_of_layer_attention_bytes_accessed'])}",
+                     "not available", "no peer (no public code)", src(name)))
   rows.append(("ELA accuracy with skips (3 seeds)", "not run on a GPU yet", "not available", "no peer", "none"))
   # Hard attention.
   best = {}
