@@ -4,9 +4,9 @@ r"""Every family's benchmark in one command: run the bench scripts, collect thei
   python -m bench.run --suite full --out DIR      # the long runs (tens of minutes to hours on one GPU)
 
 Each benchmark runs as its own subprocess (``python bench/NAME.py ...``) with a time budget (``--budget_scale``
-multiplies them); it writes its result JSON into ``--out``. A script that fails, or runs past its budget
-(then it is killed), is reported and the others still run. A script whose inputs are missing is skipped
-with a line saying why: the data sets (``--data_dir``, default ``$AILA_DATA_DIR``: ``mnist.npz``,
+multiplies them); it writes its result JSON into ``--out``. A script that fails, runs past its budget (then
+it gets SIGTERM, and SIGKILL 15 s later) or writes no JSON is reported, and the others still run. A script
+whose inputs are missing is skipped with a line saying why: the data sets (``--data_dir``, default ``$AILA_DATA_DIR``: ``mnist.npz``,
 ``cifar10_jpeg_bytes.npz``, ``multi30k/``, ``imdb.jsonl.gz``), PyTorch for the scripts that are only a
 comparison with a PyTorch original. Where PyTorch is not installed, the scripts that time a PyTorch peer
 beside our code run without their peer rows (one line says so). The peers' code comes from
@@ -199,17 +199,22 @@ def run_one(b: Bench, cmd: list[str], *, out: pathlib.Path, budget_s: float, log
       proc.wait(timeout=budget_s)
     except subprocess.TimeoutExpired:
       status = f"timeout (> {budget_s:.0f} s)"
-      os.killpg(proc.pid, signal.SIGKILL)  # the script and anything it started
-      proc.wait()
+      os.killpg(proc.pid, signal.SIGTERM)  # the script and what it started: a trainer checkpoints and stops
+      try:
+        proc.wait(timeout=15)
+      except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     finally:
       if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     reader.join(timeout=10)
   seconds = time.perf_counter() - t0
-  if status is None:
-    status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
   written = sorted(p.name for p in out.glob("*.json") if before.get(p) != p.stat().st_mtime_ns)
+  if status is None:
+    status = (f"failed (exit {proc.returncode})" if proc.returncode != 0
+              else "ok" if written else "failed (no JSON written)")
   return {"name": b.name, "status": status, "seconds": seconds, "json": written, "log": str(log)}
 
 

@@ -42,12 +42,14 @@ def test_cpu_quick_suite_runs_attention_writes_json_and_figures(tmp_path):
 
 def test_failing_and_overrunning_scripts_are_reported_and_the_others_run(tmp_path, monkeypatch, capsys):
   benches = [bench_run.Bench("boom", "x", [], 30), bench_run.Bench("slow", "x", [], 1.5),
-             bench_run.Bench("fine", "x", [], 30), bench_run.Bench("needs_data", "x", [], 30, data=("nope.npz",))]
+             bench_run.Bench("fine", "x", [], 30), bench_run.Bench("needs_data", "x", [], 30, data=("nope.npz",)),
+             bench_run.Bench("quiet", "x", [], 30)]
   scripts = {
       "boom": "import sys; print('about to fail'); sys.exit(3)",
       "slow": "import time; print('started', flush=True); time.sleep(60)",
       "fine": "import json, sys; open(sys.argv[1] + '/fine_cpu.json', 'w').write(json.dumps({'device': 'cpu'}))",
       "needs_data": "raise SystemExit('must not run')",
+      "quiet": "print('exits 0 and writes nothing')",
   }
   monkeypatch.setattr(bench_run, "plan", lambda suite, gpu, only=None: benches)
   monkeypatch.setattr(bench_run, "command", lambda b, out, data, ram_peer: [sys.executable, "-c", scripts[b.name],
@@ -57,7 +59,7 @@ def test_failing_and_overrunning_scripts_are_reported_and_the_others_run(tmp_pat
   assert code == 1
   assert "boom: failed (exit 3)" in text and "slow: timeout (> 2 s)" in text and "fine: ok" in text
   assert "needs_data: skipped: nope.npz not in --data_dir" in text and "must not run" not in text
-  assert "FAILED: boom, slow" in text
+  assert "quiet: failed (no JSON written)" in text and "FAILED: boom, slow, quiet" in text
   assert (tmp_path / "fine_cpu.json").exists() and "about to fail" in (tmp_path / "logs" / "boom.log").read_text()
   table = text[text.index("benchmark "):]
   assert "fine               ok" in table and "fine_cpu.json" in table
