@@ -165,7 +165,8 @@ def fig_depth_step(res: Results, plt):
     for depth in sorted({row["depth"] for row in r["rows"]}):
       rows = {row["mixer"]: row["ratio_vs_residual"] for row in r["rows"] if row["depth"] == depth
               and "torch" not in row["mixer"] and "(again)" not in row["mixer"]}
-      series.append((f"{short_device(res.device(name))} {_tag(name, 'depth_', res.device(name))} d{depth} b{r.get('batch')}", rows))
+      dev = res.device(name)
+      series.append((f"{short_device(dev)} {_tag(name, 'depth_', dev)} d{depth} b{r.get('batch')}", rows))
       mixers += [m for m in rows if m not in mixers]
   width = 0.8 / max(1, len(series))
   for i, (label, rows) in enumerate(series):
@@ -196,7 +197,8 @@ def fig_depth_step(res: Results, plt):
   return fig, files + ela, None
 
 
-_GLIMPSE_DATASETS = [("mnist", "MNIST 28x28", "ram_mnist"), ("cluttered_mnist_60", "cluttered 60x60", "ram_cluttered60")]
+_GLIMPSE_DATASETS = [("mnist", "MNIST 28x28", "ram_mnist"),
+                     ("cluttered_mnist_60", "cluttered 60x60", "ram_cluttered60")]
 
 
 def _glimpse_runs(res: Results):
@@ -226,7 +228,8 @@ def fig_glimpse(res: Results, plt):
     mine = [r for r in runs if r[2] == dataset]
     for i, (name, key, _, evals) in enumerate(mine):
       used.append(name)
-      label = f"{key.upper().replace('WSRAM', 'WS-RAM')} {short_device(res.device(name))} {_tag(name, 'ram_wsram_mnist_', res.device(name))}"
+      dev = res.device(name)
+      label = f"{key.upper().replace('WSRAM', 'WS-RAM')} {short_device(dev)} {_tag(name, 'ram_wsram_mnist_', dev)}"
       style = dict(color=("tab:blue", "tab:orange")[key == "wsram"], ls=("-", "--", "-.", ":")[i % 4], lw=1.2)
       err = [100 * e["error"] for e in evals]
       axes[row][0].plot([e["step"] for e in evals], err, label=label, **style)
@@ -470,7 +473,8 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
     for row in res[name]["cifar"]:
       by.setdefault(row["mixer"], []).append(row["test_accuracy"])
     text = ", ".join(f"{m} {_pct(statistics.mean(v))}" for m, v in by.items())
-    rows.append((f"CIFAR-10 ResNet-20, {res[name]['cifar'][0]['epochs']} epochs, mean of {len(next(iter(by.values())))} seeds",
+    seeds = len(next(iter(by.values())))
+    rows.append((f"CIFAR-10 ResNet-20, {res[name]['cifar'][0]['epochs']} epochs, mean of {seeds} seeds",
                  text, "not available", "not available", src(name)))
   for name in res.names(r"depth_train_prices.*\.json"):
     parts = []

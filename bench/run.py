@@ -6,10 +6,10 @@ r"""Every family's benchmark in one command: run the bench scripts, collect thei
 Each benchmark runs as its own subprocess (``python bench/NAME.py ...``) with a time budget (``--budget_scale``
 multiplies them); it writes its result JSON into ``--out``. A script that fails, runs past its budget (then
 it gets SIGTERM, and SIGKILL 15 s later) or writes no JSON is reported, and the others still run. A script
-whose inputs are missing is skipped with a line saying why: the data sets (``--data_dir``, default ``$AILA_DATA_DIR``: ``mnist.npz``,
-``cifar10_jpeg_bytes.npz``, ``multi30k/``, ``imdb.jsonl.gz``), PyTorch for the scripts that are only a
-comparison with a PyTorch original. Where PyTorch is not installed, the scripts that time a PyTorch peer
-beside our code run without their peer rows (one line says so). The peers' code comes from
+whose inputs are missing is skipped with a line saying why: the data sets (``--data_dir``, default
+``$AILA_DATA_DIR``: ``mnist.npz``, ``cifar10_jpeg_bytes.npz``, ``multi30k/``, ``imdb.jsonl.gz``), PyTorch for
+the scripts that are only a comparison with a PyTorch original. Where PyTorch is not installed, the scripts
+that time a PyTorch peer beside our code run without their peer rows (one line says so). The peers' code comes from
 ``bench/.peers`` or ``$AILA_PEER_MIRRORS`` (``bench/peers.py``); the RAM port from ``--ram_peer_dir``.
 At the end: a table (script, status, seconds, JSONs written), the figures redrawn with
 ``bench.figures`` from ``--out`` with ``--results`` (default ``bench/results``) filling in what this run did
