@@ -63,3 +63,16 @@ def test_results_page_table_is_generated_from_the_stored_results(tmp_path, store
   table = figures.table_markdown(stored)
   assert "| 1.00% at 90,000 steps | 1.12% (Mnih et al. 2014)" in table  # RAM MNIST, H100 90k run vs the paper
   assert "ELA accuracy with skips (3 seeds) | not run on a GPU yet" in table
+
+
+def test_mrla_peer_result_gives_its_ratio(tmp_path):
+  # The summary bench/mrla_peer.py writes (not yet run on a GPU): the figure and the table take its ratio.
+  summary = {"mrla_light": {"ours_images_per_s": 2000.0, "official_best_images_per_s": 1600.0,
+                            "throughput_ratio": 1.25, "ours_relative_cost": 1.4, "official_best_relative_cost": 1.9,
+                            "overhead_ratio": 0.44}}
+  (tmp_path / "mrla_peer_NVIDIA-H200.json").write_text(json.dumps({"device": "NVIDIA H200", "rows": [],
+                                                                  "summary": summary}))
+  res = figures.Results(figures.collect([tmp_path]))
+  assert figures.peer_ratios(res) == [("ResNet-50 mrla_light vs the official MRLA (H200)", 1.25,
+                                       "mrla_peer_NVIDIA-H200.json")]
+  assert "| 2,000 img/s | not available | 1.25x the official MRLA code's faster mode |" in figures.table_markdown(res)
