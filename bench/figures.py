@@ -17,6 +17,8 @@ results filling in what it did not measure. Figures (PNG, 100 dpi):
   same depth (``depth_*``; ``ela_time_*`` for ResNet-56 with ELA's skip sets);
 * ``glimpse_error.png``: RAM / WS-RAM test error against steps and against training seconds, MNIST and
   cluttered 60x60 (``ram_wsram_mnist_*``, LSTM core);
+* ``wsram_compare.png``: the same for the WS-RAM paper's comparison, every estimator with the same core,
+  steps and seed (``wsram_compare_*``, once bench/wsram_compare.py has run);
 * ``cifar_accuracy_vs_epochs.png``: CIFAR-10 ResNet-20 test accuracy of the residual, AILA-1 and
   MRLA-light against the epochs each run trained (``depth_train_*``; each point is a run with its own
   schedule, not a learning curve: the stored results hold final accuracies only);
@@ -251,6 +253,48 @@ def fig_glimpse(res: Results, plt):
   return fig, sorted(set(used)), None
 
 
+def _wsram_compare(res: Results):
+  """(file, dataset, variant, evals) of every finished bench/wsram_compare.py run (partial files left out)."""
+  out = []
+  for name in res.names(r"wsram_compare_.*\.json"):
+    r = res[name]
+    if r.get("partial"):
+      continue
+    for dataset, by_variant in (r.get("runs") or {}).items():
+      for variant, run in by_variant.items():
+        if run.get("evals"):
+          out.append((name, dataset, variant, run["evals"]))
+  return out
+
+
+def fig_wsram_compare(res: Results, plt):
+  runs = _wsram_compare(res)
+  if not runs:
+    return None, [], "no finished wsram_compare_* result (bench/wsram_compare.py not run on a GPU yet)"
+  datasets = sorted({r[1] for r in runs})
+  fig, axes = plt.subplots(len(datasets), 2, figsize=(8, 2.9 * len(datasets)), squeeze=False)
+  colors = {}
+  for name, dataset, variant, evals in runs:
+    row = datasets.index(dataset)
+    style = dict(color=colors.setdefault(variant, f"C{len(colors)}"), lw=1.2)
+    err = [100 * e["error"] for e in evals]
+    axes[row][0].plot([e["step"] for e in evals], err, label=f"{variant} ({short_device(res.device(name))})",
+                      **style)
+    axes[row][1].plot([e["train_wall"] for e in evals], err, **style)
+  for row, dataset in enumerate(datasets):
+    for ax, xlabel in zip(axes[row], ("training steps", "training seconds (evals excluded)")):
+      ax.set_yscale("log")
+      ax.yaxis.set_major_formatter(matplotlib_ticker().FormatStrFormatter("%g"))
+      ax.set_xlabel(xlabel)
+      ax.set_ylabel("test error % (mean locations)")
+      ax.set_title(f"{dataset}: same core, steps and seed", fontsize=9)
+      ax.grid(alpha=0.3, which="both")
+    axes[row][0].legend(fontsize=6)
+  fig.suptitle("The WS-RAM paper's comparison: naive REINFORCE, RAM, WS-RAM (bench/wsram_compare.py)", fontsize=9)
+  fig.tight_layout()
+  return fig, sorted({r[0] for r in runs}), None
+
+
 def _cifar_rows(res: Results):
   out = []
   for name in res.names(r"depth_train.*\.json"):
@@ -360,6 +404,7 @@ FIGURES = {
     "bleu_vs_time.png": fig_bleu,
     "depth_step_time.png": fig_depth_step,
     "glimpse_error.png": fig_glimpse,
+    "wsram_compare.png": fig_wsram_compare,
     "cifar_accuracy_vs_epochs.png": fig_cifar_epochs,
     "peer_ratios.png": fig_peers,
 }
@@ -562,7 +607,16 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
     if r.get("ratio_ours_memory_over_peer"):
       rows.append(("RAM training throughput", f"{r['rows']['ours_memory']['images_per_sec']:,.0f} images/s",
                    "not available", f"{r['ratio_ours_memory_over_peer']:.1f}x the PyTorch port", src(name)))
-  if not res.names(r"wsram_compare_.*\.json"):
+  for name in sorted({r[0] for r in _wsram_compare(res)}):
+    for dataset, by_variant in (res[name].get("summary") or {}).items():
+      parts = []
+      for variant, v in by_variant.items():
+        ratio = v.get("step_ratio_to_naive")
+        parts.append(f"{variant} {_pct(v['final_error'])}"
+                     + (f" ({ratio:.2f}x naive's steps to naive's final error)" if ratio is not None else ""))
+      rows.append((f"WS-RAM paper's comparison, {dataset}: final test error", "; ".join(parts),
+                   "not available (full text unreachable)", "not applicable", src(name)))
+  if not _wsram_compare(res):
     rows.append(("WS-RAM vs naive REINFORCE / RAM (the paper's comparison)", "not run on a GPU yet",
                  "not available (full text unreachable)", "not run", "none"))
   return rows
