@@ -134,13 +134,13 @@ def test_backbone_kl_stats_match_scipy_on_the_returned_distributions():
   import scipy.stats  # pylint: disable=g-import-not-at-top
   x = jax.random.normal(jax.random.PRNGKey(1), (1, 12))  # batch 1: depth_heads holds the per-sample distributions
   uniform = DepthMLP(num_classes=3, width=16, depth=4, mixer="aila1", ela_stats=True)
-  _, inter = uniform.apply(uniform.init(jax.random.PRNGKey(0), x), x)
+  _, inter = jax.jit(lambda: uniform.apply(uniform.init(jax.random.PRNGKey(0), x), x))()  # one compile, not op by op
   for t in (2, 3, 4):  # AILA-1 starts uniform over slots 0..t-1: KL(U_{t-1} + 0 || U_t) = log(t / (t - 1))
     np.testing.assert_allclose(float(inter["ela_kl"][f"stage_0/block_{t}"]), np.log(t / (t - 1)), rtol=1e-5)
   for mixer, first in (("aila2", 0), ("mrla_base", 1)):  # slots 0..t-1 (AILA-2) or 1..t (MRLA-base)
     model = DepthMLP(num_classes=3, width=16, depth=4, mixer=mixer, ela_stats=True,
                      mixer_kwargs={"num_heads": 2} if mixer == "aila2" else {"dim_per_head": 4})
-    _, inter = model.apply(model.init(jax.random.PRNGKey(0), x), x)
+    _, inter = jax.jit(lambda m=model: m.apply(m.init(jax.random.PRNGKey(0), x), x))()
     heads = np.asarray(inter["depth_heads"]["stage_0"])  # (layers, N, T)
     for t in (2, 3, 4):
       p = heads[t - 2][:, first:first + t]  # block t-1's distribution, zero on block t's new slot

@@ -27,7 +27,7 @@ def test_reinforce_gradient_of_location_net_equals_estimator():
   model, v, batch = _setup("ram")
   task = GlimpseTask(num_classes=10, estimator="reinforce", reinforce_weight=1.0)
   rngs = {"glimpse": jax.random.PRNGKey(7)}
-  grads = jax.grad(lambda p: task.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0])(v["params"])
+  grads = jax.jit(jax.grad(lambda p: task.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0]))(v["params"])
   # Manual REINFORCE: -1/B sum_b sum_t (r_b - b_bt) d/dtheta log p(a_bt), samples and rewards fixed.
   logits, inter = model.apply(v, batch["image"], batch["label"], sample="prior", rngs=rngs)
   r = (logits.argmax(-1) == batch["label"]).astype(jnp.float32)
@@ -37,7 +37,7 @@ def test_reinforce_gradient_of_location_net_equals_estimator():
   def log_prior(params):  # log p(a | x) at the fixed samples: recompute with the same draws
     _, i = model.apply({"params": params}, batch["image"], batch["label"], sample="prior", rngs=rngs)
     return i["log_prior"]
-  jac = jax.jacrev(log_prior)(v["params"])["trajectory"]["location"]  # leaves (B, T, ...)
+  jac = jax.jit(jax.jacrev(log_prior))(v["params"])["trajectory"]["location"]  # leaves (B, T, ...)
   manual = jax.tree.map(lambda j: -jnp.einsum("bt,bt...->...", adv, j) / adv.shape[0], jac)
   chex.assert_trees_all_close(grads["trajectory"]["location"], manual, rtol=1e-4, atol=1e-6)
   del samples
@@ -58,7 +58,7 @@ def test_wake_sleep_surrogate_equals_rws_wake_losses_gradient():
   np.testing.assert_allclose(metrics["log_marginal"], (jax.nn.logsumexp(log_w, 0) - jnp.log(3.0)).mean(),
                              rtol=1e-5)
   # without control variates, predictor + prior gradient = grad of log p_hat(y|x) with samples fixed
-  grads = jax.grad(lambda p: task.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0])(v["params"])
+  grads = jax.jit(jax.grad(lambda p: task.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0]))(v["params"])
 
   def neg_log_marginal(params):
     lg, i = model.apply({"params": params}, batch["image"], batch["label"], sample="proposal",
@@ -66,7 +66,7 @@ def test_wake_sleep_surrogate_equals_rws_wake_losses_gradient():
     ll = jnp.take_along_axis(jax.nn.log_softmax(lg), batch["label"][None, :, None], -1)[..., 0]
     lw = i["log_prior"].sum(-1) + ll - jax.lax.stop_gradient(i["log_proposal"].sum(-1))
     return -(jax.nn.logsumexp(lw, 0)).mean()
-  ref = jax.grad(neg_log_marginal)(v["params"])
+  ref = jax.jit(jax.grad(neg_log_marginal))(v["params"])
   for part in ("classifier", "core", "glimpse", "location"):
     chex.assert_trees_all_close(grads["trajectory"][part], ref["trajectory"][part], rtol=1e-4, atol=1e-6)
   assert np.isfinite(loss)
@@ -165,8 +165,8 @@ def test_control_variates_keep_wake_gradient_mean():
                       prior_control_variate="none", proposal_control_variate="none")
   cv = GlimpseTask(num_classes=10, estimator="wake_sleep", num_samples=4)
   rngs = {"glimpse": jax.random.PRNGKey(1)}
-  g1 = jax.grad(lambda p: plain.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0])(v["params"])
-  g2 = jax.grad(lambda p: cv.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0])(v["params"])
+  g1 = jax.jit(jax.grad(lambda p: plain.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0]))(v["params"])
+  g2 = jax.jit(jax.grad(lambda p: cv.train_loss(model.apply, {"params": p}, batch, rngs=rngs)[0]))(v["params"])
   chex.assert_trees_all_close(g1["trajectory"]["classifier"], g2["trajectory"]["classifier"], rtol=1e-5)
   stats = [stochastic.gradient_variance(
       lambda p, k, t=t: jax.grad(lambda q: t.train_loss(model.apply, {"params": q}, batch,
