@@ -239,18 +239,24 @@ def fig_glimpse(res: Results, plt):
     paper, source = PAPER[paper_key]
     for ax, xlabel in zip(axes[row], ("training steps", "training seconds (evals excluded)")):
       ax.axhline(paper, color="k", ls=":", lw=1)
-      ax.set_yscale("log")
-      ax.yaxis.set_major_formatter(matplotlib_ticker().FormatStrFormatter("%g"))
-      ax.yaxis.set_minor_formatter(matplotlib_ticker().FormatStrFormatter("%g"))
-      ax.tick_params(axis="y", which="minor", labelsize=6)
-      ax.set_xlabel(xlabel)
-      ax.set_ylabel("test error % (mean locations)")
-      ax.set_title(f"{title}: paper's RAM {paper}% (dotted)", fontsize=9)
-      ax.grid(alpha=0.3, which="both")
+      _error_axis(ax, xlabel, f"{title}: paper's RAM {paper}% (dotted)", minor_labels=True)
     axes[row][0].legend(fontsize=6)
   fig.suptitle("RAM vs WS-RAM, LSTM core (wall-clock: compare only runs that shared a GPU alike)", fontsize=9)
   fig.tight_layout()
   return fig, sorted(set(used)), None
+
+
+def _error_axis(ax, xlabel: str, title: str, *, minor_labels: bool = False):
+  """A test-error panel: log scale with plain numbers, labels, title and grid."""
+  ax.set_yscale("log")
+  ax.yaxis.set_major_formatter(matplotlib_ticker().FormatStrFormatter("%g"))
+  if minor_labels:
+    ax.yaxis.set_minor_formatter(matplotlib_ticker().FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=6)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel("test error % (mean locations)")
+  ax.set_title(title, fontsize=9)
+  ax.grid(alpha=0.3, which="both")
 
 
 def _wsram_compare(res: Results):
@@ -283,12 +289,7 @@ def fig_wsram_compare(res: Results, plt):
     axes[row][1].plot([e["train_wall"] for e in evals], err, **style)
   for row, dataset in enumerate(datasets):
     for ax, xlabel in zip(axes[row], ("training steps", "training seconds (evals excluded)")):
-      ax.set_yscale("log")
-      ax.yaxis.set_major_formatter(matplotlib_ticker().FormatStrFormatter("%g"))
-      ax.set_xlabel(xlabel)
-      ax.set_ylabel("test error % (mean locations)")
-      ax.set_title(f"{dataset}: same core, steps and seed", fontsize=9)
-      ax.grid(alpha=0.3, which="both")
+      _error_axis(ax, xlabel, f"{dataset}: same core, steps and seed")
     axes[row][0].legend(fontsize=6)
   fig.suptitle("The WS-RAM paper's comparison: naive REINFORCE, RAM, WS-RAM (bench/wsram_compare.py)", fontsize=9)
   fig.tight_layout()
