@@ -102,10 +102,10 @@ FULL = [
     Bench("ram", "ram", ["--data_dir", "{data}", "--peer_dir", "{ram_peer}", "--out", "{out}"], 300,
           data=("mnist.npz",), peer_rows=True),
     Bench("ram_wsram_mnist", "ram_wsram_mnist", ["--data_dir", "{data}", "--out", "{out}", "--workdir",
-                                                 "{out}/work/ram_wsram", "--set", "model.cell=lstm"], 1800,
+                                                 "{out}/runs/ram_wsram", "--set", "model.cell=lstm"], 1800,
           data=("mnist.npz",)),
     Bench("wsram_compare", "wsram_compare", ["--data_dir", "{data}", "--out", "{out}", "--workdir",
-                                             "{out}/work/wsram_compare"], 7200, data=("mnist.npz",)),
+                                             "{out}/runs/wsram_compare"], 7200, data=("mnist.npz",)),
 ]
 
 # CPU smoke settings: tiny sizes of the same scripts (the JSONs say 'cpu'; not measurements).

@@ -15,6 +15,14 @@ def test_there_are_notebooks():
   assert NOTEBOOKS
 
 
+def test_committed_outputs_name_no_path_of_the_machine_that_ran_them():
+  for path in NOTEBOOKS:
+    nb = nbformat.read(path, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    for root in ("/tmp/", "/home/", "/root/", "/work/", "/Users/"):
+      assert root not in text, (path.name, root)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path: pathlib.Path, tmp_path, data_dir, monkeypatch):
   monkeypatch.setenv("AILA_NOTEBOOK_SMOKE", "1")
