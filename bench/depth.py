@@ -48,6 +48,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from aila_jax import models  # noqa: E402
 from bench.sgd_step import sgd_bn_step  # noqa: E402
+from bench import xla_presets  # noqa: E402  (spec option xla=PRESET)
 from bench.results_io import save_result  # noqa: E402  (JSON summary + .curves.npz for long tables)
 
 try:
@@ -81,7 +82,7 @@ def parse_mixer(spec):
   """'mrla_light:value_conv=conv,dim_per_head=16' -> ('mrla_light', {'value_conv': 'conv', 'dim_per_head': 16}).
 
   ``True``/``False`` become bools. ``skip=...`` is the model's ELA skip set, not a mixer option (see
-  :func:`skip_layers`).
+  :func:`skip_layers`); ``xla=PRESET`` compiles the step with bench/xla_presets.py's compiler options.
   """
   name, _, opts = spec.partition(":")
   kwargs = {}
@@ -108,13 +109,14 @@ def make_step(spec, depth, batch, dtype):
   """(jitted SGD step on a random batch, initial state, parameter count) for mixer ``spec``."""
   mixer, mixer_kwargs = parse_mixer(spec)
   skip = skip_layers(mixer_kwargs.pop("skip"), depth) if "skip" in mixer_kwargs else ()
+  xla = xla_presets.options(mixer_kwargs.pop("xla", "default"))  # 'residual:xla=cmdbuf'
   model = models.get_model("cifar_resnet", num_classes=10, depth=depth, mixer=mixer, mixer_kwargs=mixer_kwargs,
                            dtype=dtype, skip_layers=skip)
   rng = jax.random.PRNGKey(0)
   x = jax.random.normal(rng, (batch, 32, 32, 3), jnp.float32)
   y = jax.random.randint(rng, (batch,), 0, 10)
   variables = model.init(rng, x[:2], train=False)
-  return sgd_bn_step(model, variables, x, y, weight_decay=1e-4, rngs={"dropout": rng})
+  return sgd_bn_step(model, variables, x, y, weight_decay=1e-4, rngs={"dropout": rng}, compiler_options=xla)
 
 
 def bench_interleaved(specs, depth, batch, rounds, loop, dtype):

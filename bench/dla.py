@@ -69,6 +69,7 @@ from bench.results_io import save_result  # noqa: E402  (atomic; long tables int
 from aila_jax import models  # noqa: E402
 from bench.sgd_step import sgd_bn_step  # noqa: E402
 from bench import peers as peer_mirrors  # noqa: E402
+from bench import trace_summary, xla_presets  # noqa: E402
 
 try:
   import torch  # noqa: E402
@@ -116,19 +117,20 @@ def load_peer(path: pathlib.Path):
 
 # --------------------------------------------------------------------------- ours
 
-def make_ours(model_name, side, batch, classes, dtype=jnp.bfloat16):
+def make_ours(model_name, side, batch, classes, dtype=jnp.bfloat16, compiler_options=None):
   """(jitted donated SGD step, state, parameter count) of our model on a fixed random batch."""
   model = models.get_model(model_name, num_classes=classes, dtype=dtype)
   rng = jax.random.PRNGKey(0)
   x = jax.random.normal(rng, (batch, side, side, 3), jnp.float32)
   y = jax.random.randint(rng, (batch,), 0, classes)
   variables = jax.jit(functools.partial(model.init, train=False))(rng, x[:2])
-  return sgd_bn_step(model, variables, x, y, weight_decay=5e-4)
+  return sgd_bn_step(model, variables, x, y, weight_decay=5e-4, compiler_options=compiler_options)
 
 
 class Ours:
-  def __init__(self, model_name, side, batch, classes):
-    self.step, self.state, self.params = make_ours(model_name, side, batch, classes)
+  def __init__(self, model_name, side, batch, classes, xla="default"):
+    self.step, self.state, self.params = make_ours(model_name, side, batch, classes,
+                                                   compiler_options=xla_presets.options(xla))
 
   def run(self, n):
     t = time.perf_counter()
@@ -241,6 +243,21 @@ def cifar_run(args, data_dir, epochs, batch=128):
   return out
 
 
+def profile(v: Ours, steps: int, name: str) -> dict:
+  """Trace ``steps`` steps of ``v`` and summarise where the device time goes (bench/trace_summary.py); the
+  Perfetto trace is kept as ``$OUT/trace_<name>.json.gz`` when ``$OUT`` is set."""
+  trace_dir = pathlib.Path(tempfile.mkdtemp(prefix="dla_trace_"))
+  with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
+    v.run(steps)
+  process = "/device:GPU" if jax.default_backend() == "gpu" else "/host:CPU"
+  summary = trace_summary.summarize(trace_dir, steps, process=process)
+  if os.environ.get("OUT"):
+    shutil.copy(trace_summary.find_trace(trace_dir), pathlib.Path(os.environ["OUT"]) / f"trace_{name}.json.gz")
+  shutil.rmtree(trace_dir, ignore_errors=True)
+  print(f"profile {name}: {json.dumps({k: summary.get(k) for k in ('kernels_per_step', 'busy_ms_per_step', 'span_ms_per_step', 'idle_fraction')})}", flush=True)
+  return summary
+
+
 # --------------------------------------------------------------------------- main
 
 def main():
@@ -255,6 +272,12 @@ def main():
   ap.add_argument("--loop", type=int, default=20)
   ap.add_argument("--no_compile", action="store_true", help="skip the torch.compile peers")
   ap.add_argument("--skip_ours", action="store_true", help="time the peers only")
+  ap.add_argument("--ours_xla", default="default,cmdbuf",
+                  help="XLA presets of bench/xla_presets.py to time ours with (variant 'ours' is 'default', the "
+                       "others 'ours_<preset>')")
+  ap.add_argument("--profile_steps", type=int, default=0,
+                  help="> 0: after timing, trace this many steps of each of our variants (jax.profiler) and store "
+                       "where the device time goes (bench/trace_summary.py)")
   ap.add_argument("--no_cudnn_benchmark", action="store_true",
                   help="leave torch.backends.cudnn.benchmark off (the peers' own scripts turn it on)")
   ap.add_argument("--budget_s", type=float, default=540, help="no new phase starts after this many seconds")
@@ -302,7 +325,8 @@ def main():
   # 1. build and compile every variant (first step = compilation + one step)
   runs = []
   for wl, (ours_name, peer, side, batch, classes) in workloads.items():
-    kinds = [] if args.skip_ours else [("ours", None)]
+    kinds = [] if args.skip_ours else [("ours" if p == "default" else f"ours_{p}", p)
+                                       for p in args.ours_xla.split(",")]
     if torch is not None:
       kinds += [("eager", False)] + ([] if args.no_compile else [("compiled", True)])
     for label, compiled in kinds:
@@ -311,8 +335,8 @@ def main():
         continue
       t = time.perf_counter()
       try:
-        if label == "ours":
-          v = Ours(ours_name, side, batch, classes)
+        if label.startswith("ours"):
+          v = Ours(ours_name, side, batch, classes, xla=compiled)
         else:
           v = Peer(peer, side, batch, classes, compiled, tdev, peers_dir)
         build = time.perf_counter() - t
@@ -323,7 +347,7 @@ def main():
         save()
         continue
       v.run(3)  # warm-up
-      row = {"workload": wl, "variant": label, "model": ours_name if label == "ours" else peer, "side": side,
+      row = {"workload": wl, "variant": label, "model": ours_name if label.startswith("ours") else peer, "side": side,
              "batch": batch, "params": v.params, "build_s": build, "first_step_s": first, "round_ms": []}
       runs.append((row, v))
       result["variants"].append(row)
@@ -337,10 +361,13 @@ def main():
   for row, v in runs:
     row["step_ms"] = statistics.median(row["round_ms"])
     row["images_per_s"] = row["batch"] / row["step_ms"] * 1e3
+    if args.profile_steps and row["variant"].startswith("ours") and left() > 0:
+      row["profile"] = profile(v, args.profile_steps, f"{row['workload']}_{row['variant']}")
+      save()
     v.close()
   for wl in workloads:
     rows = {r["variant"]: r for r, _ in runs if r["workload"] == wl}
-    peers = {k: r["images_per_s"] for k, r in rows.items() if k != "ours"}
+    peers = {k: r["images_per_s"] for k, r in rows.items() if not k.startswith("ours")}
     entry = {k: round(r["images_per_s"], 1) for k, r in rows.items()}
     if "ours" in rows:
       entry["ours_first_step_s"] = rows["ours"]["first_step_s"]
@@ -348,6 +375,9 @@ def main():
       best = max(peers, key=peers.get)
       entry["faster_peer"] = best
       entry["ratio_ours_vs_faster_peer"] = rows["ours"]["images_per_s"] / peers[best]
+      for k, r in rows.items():
+        if k.startswith("ours_"):
+          entry[f"ratio_{k}_vs_faster_peer"] = r["images_per_s"] / peers[best]
     result["workloads"][wl] = entry
     print(wl, json.dumps(entry), flush=True)
   runs.clear()

@@ -9,6 +9,8 @@ The steps are :func:`bench.depth.make_step`'s (one jitted SGD-momentum step, bf1
 every spec is compiled first (until ``--compile-budget`` seconds have gone: later specs are dropped and
 listed), then ``--rounds`` rounds time each spec in turn for ``--loop`` steps (medians over rounds).
 ``skip=half`` is every second block of blocks 3 .. n per stage (:func:`bench.depth.skip_layers`).
+``xla=PRESET`` (bench/xla_presets.py, e.g. ``cmdbuf``: CUDA graphs) compiles a spec with other XLA options; its
+layer-attention time is then measured against ``residual:xla=PRESET``, which must be among the specs.
 
   python3 bench/ela_time.py --out bench/results                 # on a GPU
   python3 bench/ela_time.py --quick                             # smoke test (CPU)
@@ -47,6 +49,12 @@ def base_spec(spec: str) -> str:
   return name + (":" + ",".join(kept) if kept else "")
 
 
+def residual_spec(spec: str) -> str:
+  """The plain residual compiled like ``spec`` (same ``xla=`` preset): the baseline of its layer-attention time."""
+  xla = [o for o in spec.partition(":")[2].split(",") if o.startswith("xla=")]
+  return "residual" + (":" + xla[0] if xla else "")
+
+
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--out", default="bench/results")
@@ -66,7 +74,7 @@ def main():
     args.depth, args.batch, args.rounds, args.loop = 26, 4, 2, 2  # depth 20 has no block for skip=half
   dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[args.dtype]
   specs = args.specs.split(";")
-  if specs[0] != "residual":
+  if specs[0].partition(":")[0] != "residual":
     raise SystemExit("--specs: the first spec must be 'residual' (the baseline of layer-attention time)")
   device = jax.devices()[0]
   kind = getattr(device, "device_kind", device.platform)
@@ -93,15 +101,17 @@ def main():
   for r in runs:
     spec = r["spec"]
     row = {"spec": spec, "params": r["params"], "step_ms": ms[spec], "compile_s": r["compile_s"],
-           "round_ms": [t * 1e3 for t in r["times"]], "ratio_vs_residual": ms[spec] / ms["residual"]}
+           "round_ms": [t * 1e3 for t in r["times"]],
+           "ratio_vs_residual": ms[spec] / ms.get(residual_spec(spec), ms["residual"])}
     if "skip=" in spec:
       name, kwargs = bench_depth.parse_mixer(spec)
       row["skip_layers"] = list(bench_depth.skip_layers(kwargs["skip"], args.depth))
       base = base_spec(spec)
-      if base in ms:
-        attention_ms = ms[base] - ms["residual"]
-        row.update(unpruned=base, layer_attention_ms=attention_ms,
-                   layer_attention_ms_with_skips=ms[spec] - ms["residual"],
+      res = residual_spec(spec)
+      if base in ms and res in ms:
+        attention_ms = ms[base] - ms[res]
+        row.update(unpruned=base, baseline=res, layer_attention_ms=attention_ms,
+                   layer_attention_ms_with_skips=ms[spec] - ms[res],
                    removed_fraction_of_layer_attention=(ms[base] - ms[spec]) / attention_ms,
                    step_time_saved_fraction=(ms[base] - ms[spec]) / ms[base])
     rows.append(row)

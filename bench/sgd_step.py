@@ -12,9 +12,11 @@ import optax
 from aila_jax.train.state import param_count
 
 
-def sgd_bn_step(model, variables, x, y, *, weight_decay: float, donate: bool = True, rngs=None):
+def sgd_bn_step(model, variables, x, y, *, weight_decay: float, donate: bool = True, rngs=None,
+                compiler_options=None):
   """``(step, state, parameter count)``: ``step(state) -> state`` is one jitted update of ``model`` on
-  ``(x, y)``, ``state = (params, batch_stats, opt_state)``; ``donate`` hands the state's buffers to the step."""
+  ``(x, y)``, ``state = (params, batch_stats, opt_state)``; ``donate`` hands the state's buffers to the step;
+  ``compiler_options`` go to ``jax.jit`` (XLA options, see bench/xla_presets.py)."""
   params, stats = variables["params"], variables["batch_stats"]
   tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(0.1, momentum=0.9))
 
@@ -23,7 +25,7 @@ def sgd_bn_step(model, variables, x, y, *, weight_decay: float, donate: bool = T
                                    **({"rngs": rngs} if rngs else {}))
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new["batch_stats"]
 
-  @functools.partial(jax.jit, donate_argnums=0 if donate else ())
+  @functools.partial(jax.jit, donate_argnums=0 if donate else (), compiler_options=compiler_options)
   def step(state):
     p, s, o = state
     (_, s), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s)

@@ -1,0 +1,79 @@
+"""Where a jitted step's device time goes: a summary of a ``jax.profiler`` Perfetto trace.
+
+``summarize(trace_dir, steps)`` reads ``perfetto_trace.json.gz`` (written by
+``jax.profiler.trace(dir, create_perfetto_trace=True)``) and, over the
+complete events ("X") of the device processes (name matching ``process``,
+default ``/device:GPU``):
+
+* ``span_ms``: first kernel start to last kernel end; ``busy_ms``: the union
+  of the kernels' intervals (time a kernel was running); ``idle_fraction`` =
+  1 - busy / span: the share of the span in which no kernel ran (launch gaps:
+  a launch-bound step has a large one);
+* per step (divided by ``steps``): ``busy_ms_per_step``, ``span_ms_per_step``,
+  ``kernels_per_step``;
+* ``categories``: kernel time by kind (convolution / GEMM kernels of cuDNN,
+  cuBLAS and CUTLASS; XLA reduction fusions; other XLA fusions; copies and
+  memsets; the rest), and the 25 kernels with the most total time.
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import pathlib
+import re
+
+CATEGORIES = (
+    ("conv_gemm", re.compile(r"conv|xmma|cudnn|implicit|gemm|cutlass|sm\d\d_|wgrad|dgrad|fprop|winograd", re.I)),
+    ("reduce_fusion", re.compile(r"reduce|reduction", re.I)),
+    ("copy_memset", re.compile(r"memcpy|memset|copy", re.I)),
+    ("fusion", re.compile(r"fusion|loop_|input_|triton|transpose|concatenate|slice|pad", re.I)),
+)
+
+
+def category(name: str) -> str:
+  for label, pattern in CATEGORIES:
+    if pattern.search(name):
+      return label
+  return "other"
+
+
+def find_trace(trace_dir) -> pathlib.Path:
+  paths = sorted(pathlib.Path(trace_dir).glob("**/perfetto_trace.json.gz"))
+  if not paths:
+    raise FileNotFoundError(f"no perfetto_trace.json.gz under {trace_dir} (jax.profiler.trace(..., "
+                            "create_perfetto_trace=True) writes it)")
+  return paths[-1]
+
+
+def summarize(trace_dir, steps: int, process: str = "/device:GPU", top: int = 25) -> dict:
+  with gzip.open(find_trace(trace_dir), "rt") as f:
+    events = json.load(f)["traceEvents"]
+  pids = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
+          and str(e.get("args", {}).get("name", "")).startswith(process)}
+  kernels = [e for e in events if e.get("ph") == "X" and e.get("pid") in pids and e.get("dur", 0) > 0]
+  if not kernels:
+    return {"process": process, "kernels": 0, "note": "no device events in the trace"}
+  intervals = sorted((e["ts"], e["ts"] + e["dur"]) for e in kernels)  # microseconds
+  busy, (cur_start, cur_end) = 0.0, intervals[0]
+  for start, end in intervals[1:]:
+    if start > cur_end:
+      busy += cur_end - cur_start
+      cur_start, cur_end = start, end
+    else:
+      cur_end = max(cur_end, end)
+  busy += cur_end - cur_start
+  span = intervals[-1][1] - intervals[0][0]
+  by_name, by_cat = collections.Counter(), collections.Counter()
+  for e in kernels:
+    by_name[e["name"]] += e["dur"]
+    by_cat[category(e["name"])] += e["dur"]
+  total = sum(by_cat.values())
+  return {"process": process, "steps": steps, "kernels": len(kernels), "kernels_per_step": len(kernels) / steps,
+          "span_ms": span / 1e3, "busy_ms": busy / 1e3, "idle_fraction": 1 - busy / span if span else 0.0,
+          "span_ms_per_step": span / 1e3 / steps, "busy_ms_per_step": busy / 1e3 / steps,
+          "kernel_ms_per_step": total / 1e3 / steps,
+          "categories": {k: {"ms_per_step": v / 1e3 / steps, "fraction": v / total} for k, v in by_cat.most_common()},
+          "top_kernels": [{"name": n[:160], "ms_per_step": v / 1e3 / steps, "category": category(n)}
+                          for n, v in by_name.most_common(top)]}

@@ -1,0 +1,35 @@
+"""Named sets of XLA compiler options that the GPU benchmarks time side by side (``jax.jit(compiler_options=)``).
+
+A training step of a small network at a small batch (the CIFAR ResNets and the
+CIFAR DLA at batch 128) runs hundreds of short kernels; when the host cannot
+launch them as fast as the GPU runs them, the step is launch-bound. XLA can
+record a step's kernels into CUDA graphs ("command buffers") and launch each
+graph at once; which kinds of operations it records is the option
+``xla_gpu_enable_command_buffer``. These presets let one process time the same
+step with and without them (interleaved, as every benchmark here does):
+
+* ``default``: XLA's own defaults;
+* ``cmdbuf``: fusions, cuBLAS/cuBLASLt, cuDNN, custom calls and convolutions
+  recorded into command buffers, graphs of any size (``xla_gpu_graph_min_graph_size=1``);
+* ``noautotune``: no autotuning of convolution/GEMM algorithms
+  (``xla_gpu_autotune_level=0``): faster compilation, maybe slower steps.
+
+The options are validated by XLA at compile time (an unknown name or enum value
+is an ``INVALID_ARGUMENT`` error naming it).
+"""
+
+from __future__ import annotations
+
+PRESETS: dict[str, dict[str, object]] = {
+    "default": {},
+    "cmdbuf": {"xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL,CONVOLUTION",
+               "xla_gpu_graph_min_graph_size": 1},
+    "noautotune": {"xla_gpu_autotune_level": 0},
+}
+
+
+def options(name: str) -> dict[str, object] | None:
+  """The compiler options of preset ``name`` (None for ``default``); ValueError naming the presets."""
+  if name not in PRESETS:
+    raise ValueError(f"unknown XLA preset {name!r}; expected one of {sorted(PRESETS)}")
+  return dict(PRESETS[name]) or None

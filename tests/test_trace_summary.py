@@ -1,0 +1,39 @@
+"""bench/trace_summary.py against a hand-made trace with known intervals."""
+
+import gzip
+import json
+
+import pytest
+
+from bench import trace_summary
+
+
+def _write(tmp_path, events):
+  d = tmp_path / "plugins" / "profile" / "run"
+  d.mkdir(parents=True)
+  with gzip.open(d / "perfetto_trace.json.gz", "wt") as f:
+    json.dump({"traceEvents": events}, f)
+
+
+def test_busy_union_idle_and_categories(tmp_path):
+  meta = [{"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+          {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "/host:CPU"}}]
+  x = lambda pid, ts, dur, name: {"ph": "X", "pid": pid, "tid": 0, "ts": ts, "dur": dur, "name": name}
+  # GPU intervals [0,10) conv, [5,15) overlapping fusion, [30,40) reduce: union 25 us of a 40 us span
+  events = meta + [x(1, 0, 10, "sm90_xmma_fprop_conv"), x(1, 5, 10, "loop_add_fusion"),
+                   x(1, 30, 10, "input_reduce_fusion"), x(2, 0, 1000, "PjitFunction(step)")]
+  _write(tmp_path, events)
+  s = trace_summary.summarize(tmp_path, steps=2)
+  assert s["kernels"] == 3 and s["kernels_per_step"] == 1.5
+  assert s["span_ms"] == pytest.approx(0.040) and s["busy_ms"] == pytest.approx(0.025)
+  assert s["idle_fraction"] == pytest.approx(1 - 25 / 40)
+  assert s["busy_ms_per_step"] == pytest.approx(0.0125)
+  assert s["categories"]["conv_gemm"]["ms_per_step"] == pytest.approx(0.005)
+  assert s["categories"]["reduce_fusion"]["fraction"] == pytest.approx(10 / 30)
+  assert s["categories"]["fusion"]["fraction"] == pytest.approx(10 / 30)
+  assert s["top_kernels"][0]["ms_per_step"] == pytest.approx(0.005)
+
+
+def test_missing_trace_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="perfetto_trace"):
+    trace_summary.summarize(tmp_path, steps=1)
