@@ -102,7 +102,7 @@ def main():
     spec = r["spec"]
     row = {"spec": spec, "params": r["params"], "step_ms": ms[spec], "compile_s": r["compile_s"],
            "round_ms": [t * 1e3 for t in r["times"]],
-           "ratio_vs_residual": ms[spec] / ms.get(residual_spec(spec), ms["residual"])}
+           "ratio_vs_residual": ms[spec] / ms[residual_spec(spec)] if residual_spec(spec) in ms else None}
     if "skip=" in spec:
       name, kwargs = bench_depth.parse_mixer(spec)
       row["skip_layers"] = list(bench_depth.skip_layers(kwargs["skip"], args.depth))

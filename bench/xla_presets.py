@@ -10,7 +10,8 @@ step with and without them (interleaved, as every benchmark here does):
 
 * ``default``: XLA's own defaults;
 * ``cmdbuf``: fusions, cuBLAS/cuBLASLt, cuDNN, custom calls and convolutions
-  recorded into command buffers, graphs of any size (``xla_gpu_graph_min_graph_size=1``);
+  recorded into command buffers, graphs of any size (``xla_gpu_graph_min_graph_size=1``): what the trainer
+  compiles with on a GPU (aila_jax/train/xla_options.py);
 * ``noautotune``: no autotuning of convolution/GEMM algorithms
   (``xla_gpu_autotune_level=0``): faster compilation, maybe slower steps.
 
@@ -20,10 +21,11 @@ is an ``INVALID_ARGUMENT`` error naming it).
 
 from __future__ import annotations
 
+from aila_jax.train.xla_options import COMMAND_BUFFERS
+
 PRESETS: dict[str, dict[str, object]] = {
     "default": {},
-    "cmdbuf": {"xla_gpu_enable_command_buffer": "FUSION,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL,CONVOLUTION",
-               "xla_gpu_graph_min_graph_size": 1},
+    "cmdbuf": dict(COMMAND_BUFFERS),  # the trainer's default on GPUs (config.xla_command_buffers)
     "noautotune": {"xla_gpu_autotune_level": 0},
 }
 

@@ -59,4 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_processes = ml_collections.config_dict.placeholder(int)        # None: auto-detect
   config.process_id = ml_collections.config_dict.placeholder(int)           # None: auto-detect
   config.progress = True               # print progress lines
+  config.compilation_cache = True      # keep compiled steps on disk (JAX's persistent cache): reruns skip compiling
+  config.compilation_cache_dir = ml_collections.config_dict.placeholder(str)  # None: $AILA_CACHE_DIR/... or ~/.cache/aila_jax/...
+  config.xla_command_buffers = True    # GPU: record the steps into CUDA graphs (aila_jax/train/xla_options.py)
   return config

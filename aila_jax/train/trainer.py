@@ -26,7 +26,7 @@ import optax
 from aila_jax import models, tasks
 from aila_jax.data import datasets, pipeline
 from aila_jax.train import checkpoint, config_check, ela as ela_lib, metrics as metrics_lib, optim, sharding
-from aila_jax.train import compile_cache
+from aila_jax.train import compile_cache, xla_options
 from aila_jax.train.state import TrainState, param_count, unfreeze
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -222,6 +222,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
 
   repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   variants: dict[tuple, tuple] = {}  # ELA skip set -> (apply_fn, jitted train step, jitted eval step)
+  xla_opts = xla_options.compiler_options(config)  # CUDA graphs on a GPU (config.xla_command_buffers)
 
   def variant(skip: tuple) -> tuple:
     """The model and steps for a skip set: built (and later compiled) once per distinct set."""
@@ -229,9 +230,9 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
       apply_fn = model.apply if not skip else model.clone(skip_layers=skip).apply
       variants[skip] = (apply_fn, jax.jit(functools.partial(train_step, task=task, schedule=schedule),
                                           in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
-                                          donate_argnums=0),
+                                          donate_argnums=0, compiler_options=xla_opts),
                         jax.jit(functools.partial(eval_step, task=task), in_shardings=(repl, data_sharding),
-                                out_shardings=repl))
+                                out_shardings=repl, compiler_options=xla_opts))
       if len(variants) > 1 and pi == 0:
         print(f"ELA: compiling the step for skip set {list(skip)} (recompile #{len(variants) - 1})", flush=True)
     return variants[skip]
