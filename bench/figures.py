@@ -552,9 +552,13 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
   # DLA.
   for name in res.names(r"dla_(?!port_check).*\.json"):
     w = res[name].get("workloads") or {}
-    parts = [f"{k} {v['ours']:,.0f} img/s" for k, v in w.items() if "ours" in v]
+    parts = [f"{k} {v['ours']:,.0f} img/s" + "".join(f" ({o[5:]}: {v[o]:,.0f})" for o in v
+                                                      if o.startswith("ours_") and o != "ours_first_step_s")
+             for k, v in w.items() if "ours" in v]
     if parts:
       peer = ", ".join(f"{k} {v['ratio_ours_vs_faster_peer']:.2f}x the faster peer ({v['faster_peer']})"
+                       + "".join(f", {o[len('ratio_'):-len('_vs_faster_peer')]} {v[o]:.2f}x" for o in v
+                                 if o.startswith("ratio_ours_") and o != "ratio_ours_vs_faster_peer")
                        for k, v in w.items() if "ratio_ours_vs_faster_peer" in v)
       if res[name].get("cudnn_benchmark") is False:  # the peers ran slower than their own scripts run them
         peer += " (peers without cudnn.benchmark: not a fair comparison)"
@@ -580,6 +584,11 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
                      _pct(row["removed_fraction_of_layer_attention"]),
                      f"about {paper:.0%} less training time (abstract; issue 16 reads it as layer-attention time)",
                      "no peer (no public code)", src(name)))
+  for name in res.names(r"ela_profile_.*\.json"):  # GPU kernel time from a profile (bench/trace_summary.py)
+    for spec, row in (res[name].get("removed") or {}).items():
+      rows.append((f"ELA: layer-attention GPU kernel time removed (profile), {spec} ResNet-{res[name]['depth']}",
+                   _pct(row["removed_fraction_of_layer_attention_busy_time"]), "not available",
+                   "no peer (no public code)", src(name)))
   for name in res.names(r"ela_cost_.*\.json"):
     for row in res[name]["rows"]:
       if "removed_fraction_of_layer_attention_flops" in row:
