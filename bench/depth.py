@@ -82,7 +82,9 @@ def parse_mixer(spec):
   """'mrla_light:value_conv=conv,dim_per_head=16' -> ('mrla_light', {'value_conv': 'conv', 'dim_per_head': 16}).
 
   ``True``/``False`` become bools. ``skip=...`` is the model's ELA skip set, not a mixer option (see
-  :func:`skip_layers`); ``xla=PRESET`` compiles the step with bench/xla_presets.py's compiler options.
+  :func:`skip_layers`); ``xla=PRESET`` compiles the step with bench/xla_presets.py's compiler options;
+  ``steps=N`` runs N updates per call in a ``lax.scan`` (times are per call: divide by N, as
+  :func:`updates_per_call` says).
   """
   name, _, opts = spec.partition(":")
   kwargs = {}
@@ -90,6 +92,11 @@ def parse_mixer(spec):
     key, _, value = item.partition("=")
     kwargs[key] = int(value) if value.lstrip("-").isdigit() else {"True": True, "False": False}.get(value, value)
   return name, kwargs
+
+
+def updates_per_call(spec: str) -> int:
+  """The ``steps=N`` option of ``spec`` (1 without it): training updates per call of its step."""
+  return int(parse_mixer(spec)[1].get("steps", 1))
 
 
 def skip_layers(value, depth, stages=3):
@@ -110,13 +117,15 @@ def make_step(spec, depth, batch, dtype):
   mixer, mixer_kwargs = parse_mixer(spec)
   skip = skip_layers(mixer_kwargs.pop("skip"), depth) if "skip" in mixer_kwargs else ()
   xla = xla_presets.options(mixer_kwargs.pop("xla", "default"))  # 'residual:xla=cmdbuf'
+  steps_per_call = int(mixer_kwargs.pop("steps", 1))  # 'residual:steps=8': 8 updates per call (lax.scan)
   model = models.get_model("cifar_resnet", num_classes=10, depth=depth, mixer=mixer, mixer_kwargs=mixer_kwargs,
                            dtype=dtype, skip_layers=skip)
   rng = jax.random.PRNGKey(0)
   x = jax.random.normal(rng, (batch, 32, 32, 3), jnp.float32)
   y = jax.random.randint(rng, (batch,), 0, 10)
   variables = model.init(rng, x[:2], train=False)
-  return sgd_bn_step(model, variables, x, y, weight_decay=1e-4, rngs={"dropout": rng}, compiler_options=xla)
+  return sgd_bn_step(model, variables, x, y, weight_decay=1e-4, rngs={"dropout": rng}, compiler_options=xla,
+                     steps_per_call=steps_per_call)
 
 
 def bench_interleaved(specs, depth, batch, rounds, loop, dtype):

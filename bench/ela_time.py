@@ -10,7 +10,9 @@ every spec is compiled first (until ``--compile-budget`` seconds have gone: late
 listed), then ``--rounds`` rounds time each spec in turn for ``--loop`` steps (medians over rounds).
 ``skip=half`` is every second block of blocks 3 .. n per stage (:func:`bench.depth.skip_layers`).
 ``xla=PRESET`` (bench/xla_presets.py, e.g. ``cmdbuf``: CUDA graphs) compiles a spec with other XLA options; its
-layer-attention time is then measured against ``residual:xla=PRESET``, which must be among the specs.
+layer-attention time is then measured against ``residual:xla=PRESET``, which must be among the specs;
+``steps=N`` runs N updates per call in a ``lax.scan`` (times reported per update; baseline
+``residual:xla=PRESET,steps=N``, options in that order).
 
   python3 bench/ela_time.py --out bench/results                 # on a GPU
   python3 bench/ela_time.py --quick                             # smoke test (CPU)
@@ -51,8 +53,8 @@ def base_spec(spec: str) -> str:
 
 def residual_spec(spec: str) -> str:
   """The plain residual compiled like ``spec`` (same ``xla=`` preset): the baseline of its layer-attention time."""
-  xla = [o for o in spec.partition(":")[2].split(",") if o.startswith("xla=")]
-  return "residual" + (":" + xla[0] if xla else "")
+  same = [o for o in spec.partition(":")[2].split(",") if o.startswith(("xla=", "steps="))]
+  return "residual" + (":" + ",".join(same) if same else "")
 
 
 def main():
@@ -96,7 +98,7 @@ def main():
     for r in runs:
       r["state"], sec = bench_depth.run_steps(r["step"], r["state"], args.loop)
       r["times"].append(sec)
-  ms = {r["spec"]: statistics.median(r["times"]) * 1e3 for r in runs}
+  ms = {r["spec"]: statistics.median(r["times"]) * 1e3 / bench_depth.updates_per_call(r["spec"]) for r in runs}
   rows = []
   for r in runs:
     spec = r["spec"]

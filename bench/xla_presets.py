@@ -12,6 +12,8 @@ step with and without them (interleaved, as every benchmark here does):
 * ``cmdbuf``: fusions, cuBLAS/cuBLASLt, cuDNN, custom calls and convolutions
   recorded into command buffers, graphs of any size (``xla_gpu_graph_min_graph_size=1``): what the trainer
   compiles with on a GPU (aila_jax/train/xla_options.py);
+* ``cmdbuf_while``: ``cmdbuf`` and loops (``WHILE``, ``CONDITIONAL``): a ``lax.scan`` over several
+  training steps (``steps=N`` in bench/depth.py specs) becomes one graph;
 * ``noautotune``: no autotuning of convolution/GEMM algorithms
   (``xla_gpu_autotune_level=0``): faster compilation, maybe slower steps.
 
@@ -26,6 +28,8 @@ from aila_jax.train.xla_options import COMMAND_BUFFERS
 PRESETS: dict[str, dict[str, object]] = {
     "default": {},
     "cmdbuf": dict(COMMAND_BUFFERS),  # the trainer's default on GPUs (config.xla_command_buffers)
+    "cmdbuf_while": {**COMMAND_BUFFERS, "xla_gpu_enable_command_buffer":
+                     COMMAND_BUFFERS["xla_gpu_enable_command_buffer"] + ",WHILE,CONDITIONAL"},
     "noautotune": {"xla_gpu_autotune_level": 0},
 }
 

@@ -1,0 +1,24 @@
+"""bench/sgd_step.py: N updates in one call (lax.scan) equal N calls of one update."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aila_jax import models
+from bench.sgd_step import sgd_bn_step
+
+
+def test_scan_of_updates_equals_repeated_calls():
+  model = models.get_model("cifar_resnet", num_classes=10, depth=8, widths=(4, 4, 4))
+  rng = jax.random.PRNGKey(0)
+  x = jax.random.normal(rng, (4, 8, 8, 3))
+  y = jnp.array([0, 1, 2, 3])
+  variables = model.init(rng, x[:2], train=False)
+  one, state1, _ = sgd_bn_step(model, variables, x, y, weight_decay=5e-4, donate=False)
+  three, state3, _ = sgd_bn_step(model, variables, x, y, weight_decay=5e-4, donate=False, steps_per_call=3)
+  for _ in range(3):
+    state1 = one(state1)
+  state3 = three(state3)
+  for a, b in zip(jax.tree.leaves(state1), jax.tree.leaves(state3)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
+  assert not np.allclose(jax.tree.leaves(state1[0])[0], jax.tree.leaves(variables["params"])[0])  # it moved
