@@ -44,27 +44,10 @@ from aila_jax.train import metrics as metrics_lib  # noqa: E402
 from aila_jax.train import train_and_evaluate  # noqa: E402
 from configs import ram_mnist, wsram_mnist  # noqa: E402
 
-_CLOCK = {"t0": None}
-_original_write = metrics_lib.MetricWriter.write
-
-
-def _stamped_write(self, step, metrics):
-  """MetricWriter.write plus the wall-clock since the first training step."""
-  if _CLOCK["t0"] is None:
-    _CLOCK["t0"] = time.perf_counter()
-  return _original_write(self, step, {**metrics, "wall": time.perf_counter() - _CLOCK["t0"]})
-
-
 def run(name, config, workdir):
-  # The stamped writer is installed for this run only: left in place it would add a "wall"
-  # column to every later run in the process (a test worker running other tests next).
-  metrics_lib.MetricWriter.write = _stamped_write
-  _CLOCK["t0"] = None
+  config.log_wall_clock = True  # every metrics row gets `wall`, the seconds since the first logged step
   start = time.perf_counter()
-  try:
-    result = train_and_evaluate(config, workdir)
-  finally:
-    metrics_lib.MetricWriter.write = _original_write
+  result = train_and_evaluate(config, workdir)
   total = time.perf_counter() - start
   rows, per_step = cumulative_wall(metrics_lib.read_metrics(workdir))
   evals, eval_seconds = [], 0.0

@@ -25,12 +25,16 @@ class MetricWriter:
   TensorBoard event files (tensorboardX: no TensorFlow needed).
 
   Keys are prefixed by their split (``train/loss``, ``eval/accuracy``); every
-  row has ``step``. Only process 0 writes.
+  row has ``step``. Only process 0 writes. ``wall_clock=True`` (``config.log_wall_clock``) adds ``wall``,
+  the seconds since this writer's first row, to every row (for error-against-time curves; a resumed run
+  starts a new clock).
   """
 
-  def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True, tensorboard: bool = True):
+  def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True, tensorboard: bool = True,
+               wall_clock: bool = False):
     self.path = pathlib.Path(workdir) / METRICS_FILE
     self.enabled = enabled
+    self._t0 = None if wall_clock else False  # False: no wall column; None: clock not started yet
     self._tb = None
     if enabled and tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
@@ -62,6 +66,10 @@ class MetricWriter:
     if RESUME_KEY in metrics:
       raise ValueError(f"metric name {RESUME_KEY!r} is reserved for resume markers")
     row = {"step": int(step), **{k: _to_py(v) for k, v in metrics.items()}}
+    if self._t0 is not False:
+      now = time.perf_counter()
+      self._t0 = now if self._t0 is None else self._t0
+      row["wall"] = now - self._t0
     with self.path.open("a") as f:
       f.write(json.dumps(row) + "\n")
     if self._tb is not None:

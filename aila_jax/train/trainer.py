@@ -206,7 +206,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
     raise
   if pi == 0:
     config_check.write_config_json(workdir, config)
-  writer = metrics_lib.MetricWriter(workdir, enabled=pi == 0)
+  writer = metrics_lib.MetricWriter(workdir, enabled=pi == 0, wall_clock=config.get("log_wall_clock", False))
   if restored is not None:
     step0, tree, data_state = restored
     state = state.from_checkpoint(tree)

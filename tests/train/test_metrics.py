@@ -42,3 +42,17 @@ def test_progress_line_has_rate_and_eta():
   line = out.getvalue().strip()
   assert line.startswith("step 50/100 | loss 0.25 | accuracy 0.5 | 12.50 steps/s | ETA ")
   assert "grad_norm" not in line
+
+
+def test_wall_clock_column_only_when_asked(tmp_path, monkeypatch):
+  clock = iter([100.0, 100.5, 103.0])
+  monkeypatch.setattr(metrics.time, "perf_counter", lambda: next(clock))
+  w = metrics.MetricWriter(tmp_path / "a", tensorboard=False, wall_clock=True)
+  (tmp_path / "a").mkdir()
+  for s in (1, 2, 3):
+    w.write(s, {"train/loss": 1.0})
+  assert [r["wall"] for r in metrics.read_metrics(tmp_path / "a")] == [0.0, 0.5, 3.0]
+  (tmp_path / "b").mkdir()
+  w = metrics.MetricWriter(tmp_path / "b", tensorboard=False)
+  w.write(1, {"train/loss": 1.0})
+  assert "wall" not in metrics.read_metrics(tmp_path / "b")[0]
