@@ -158,7 +158,8 @@ def main(argv=None):
   parser.add_argument("--probe_batch", type=int, default=64)
   parser.add_argument("--probe_draws", type=int, default=64)
   parser.add_argument("--cell", default="lstm", help="the core of every run: 'lstm' or 'relu' (the paper's)")
-  parser.add_argument("--eval_samples", type=int, default=0, help="task_kwargs.eval_samples of every run")
+  parser.add_argument("--eval_samples", type=int, default=0,
+                      help="task_kwargs.eval_samples of every run (0: no sampled evaluation)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--set", action="append", default=[], help="key=value override of every run")
   parser.add_argument("--tag", default="")
@@ -191,7 +192,7 @@ def main(argv=None):
       config.checkpoint_every = args.probe_every
       config.keep_checkpoints = args.steps // args.probe_every + 2
       config.model.cell = args.cell
-      config.task_kwargs.eval_samples = args.eval_samples
+      config.task_kwargs.eval_samples = args.eval_samples or None
       if args.smoke:
         config.worker_count = 0
         config.eval_batch_size = 8

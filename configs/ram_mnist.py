@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
       reinforce_weight=1.0,              # lambda_r of the REINFORCE term
       reinforce_baseline="learned",      # 'learned' b(h_t), or 'none': the naive estimator (with model.baseline=False)
       baseline_weight=1.0,               # lambda_b of the baseline regression
-      eval_samples=0,                    # K of the sampled eval prediction (0: only prior means)
+      eval_samples=None,                 # K >= 1 of the sampled eval prediction (None: only prior means)
   ))
   config.batch_size = 256                # global batch
   config.eval_batch_size = 2000

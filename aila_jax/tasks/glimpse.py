@@ -102,7 +102,7 @@ class GlimpseTask:
       (labels sampled from the model; see the module docstring).
     prior_control_variate: ``'none'``, ``'self_normalized'``, ``'unnormalized'`` or ``'optimal'``.
     proposal_control_variate: ``'none'`` or ``'uniform'``.
-    eval_samples: K of the sampled eval prediction (0: off).
+    eval_samples: K >= 1 of the sampled eval prediction, or None (off: only the prior means).
     proposal: ``'inference'`` (:math:`q(a \\mid y, x)`, WS-RAM) or ``'prior'`` (no inference network).
   """
   num_classes: int
@@ -115,7 +115,7 @@ class GlimpseTask:
   sleep_labels: str = "true"
   prior_control_variate: str = "self_normalized"
   proposal_control_variate: str = "uniform"
-  eval_samples: int = 0
+  eval_samples: int | None = None
   proposal: str = "inference"
   input_key: str = "image"
   label_key: str = "label"
@@ -125,9 +125,11 @@ class GlimpseTask:
       raise ConfigError(f"config.task_kwargs.estimator: expected one of {ESTIMATORS}, got {self.estimator!r}")
     for name in ("num_samples", "eval_samples"):
       value = getattr(self, name)
-      low = 1 if name == "num_samples" else 0
-      if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"config.task_kwargs.{name}: expected an int >= {low} (K), got {value!r}")
+      if name == "eval_samples" and value is None:
+        continue
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        off = " or None (no sampled evaluation)" if name == "eval_samples" else ""
+        raise ConfigError(f"config.task_kwargs.{name}: expected an int >= 1 (K){off}, got {value!r}")
     for name in ("reinforce_weight", "baseline_weight", "sleep_weight"):
       _nonneg(name, getattr(self, name))
     if self.sleep_labels not in SLEEP_LABELS:

@@ -264,9 +264,11 @@ class _Images:
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(eval_samples=2.5), r"config.task_kwargs.eval_samples: expected an int >= 0 \(K\), got 2.5"),
+    (dict(eval_samples=2.5), r"config.task_kwargs.eval_samples: expected an int >= 1 \(K\) or None "
+                              r"\(no sampled evaluation\), got 2.5"),
     (dict(eval_samples=True), "config.task_kwargs.eval_samples"),
-    (dict(eval_samples=-3), r"config.task_kwargs.eval_samples: expected an int >= 0 \(K\), got -3"),
+    (dict(eval_samples=0), r"config.task_kwargs.eval_samples: expected an int >= 1 \(K\) or None .*, got 0"),
+    (dict(eval_samples=-3), r"config.task_kwargs.eval_samples: expected an int >= 1 \(K\) or None .*, got -3"),
     (dict(prior_control_variate="optimall"),
      r"config.task_kwargs.prior_control_variate: expected one of \('none', 'self_normalized', 'unnormalized', "
      r"'optimal'\), got 'optimall'"),
@@ -280,8 +282,8 @@ def test_bad_task_config_issue18(kwargs, match):
     GlimpseTask.from_config(_config(**kwargs), _Images())
 
 
-def test_eval_samples_zero_means_off():
-  task = GlimpseTask.from_config(_config(eval_samples=0), _Images())
+def test_eval_samples_none_means_off():
+  task = GlimpseTask.from_config(_config(eval_samples=None), _Images())
   model, v, batch = _setup("wsram")
   assert "accuracy_sampled" not in task.eval_sums(model.apply, v, batch)
 
