@@ -9,6 +9,7 @@ BPE vocabulary and the first 256 pieces of every review, configs/imdb_transforme
 ``lstm``                        configs/imdb_lstm.py (the biLSTM baseline)
 ``aila_mlp_residual``           configs/imdb_aila.py, mixer residual (same model, plain skips)
 ``aila_mlp_aila2``              configs/imdb_aila.py, mixer aila2 (AILA architecture 2, 4 heads)
+``aila_mlp_aila1_linear``       configs/imdb_aila.py, mixer aila1 with ``connection='linear'`` (a D x D map per slot)
 ``depth_transformer_aila1``     configs/imdb_depth_transformer.py, mixer aila1
 ``depth_transformer_mrla_light`` configs/imdb_depth_transformer.py, mixer mrla_light
 ==============================  ==========================================================
@@ -63,6 +64,7 @@ RUNS = {
     "lstm": (imdb_lstm, {}),
     "aila_mlp_residual": (imdb_aila, {"model.mixer": "residual"}),
     "aila_mlp_aila2": (imdb_aila, {"model.mixer": "aila2", "model.mixer_kwargs": {"num_heads": 4}}),
+    "aila_mlp_aila1_linear": (imdb_aila, {"model.mixer": "aila1", "model.mixer_kwargs": {"connection": "linear"}}),
     "depth_transformer_aila1": (imdb_depth_transformer, {"model.mixer": "aila1"}),
     "depth_transformer_mrla_light": (imdb_depth_transformer, {"model.mixer": "mrla_light"}),
 }
