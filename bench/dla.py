@@ -237,7 +237,8 @@ def cifar_run(args, data_dir, epochs, batch=128):
          "final_test_accuracy": r["eval/accuracy"],
          "best_epoch_test_accuracy": max(e["accuracy"] for e in evals) if evals else None,
          "evals": evals, "train_seconds": r["train_seconds"], "first_step_seconds": r["first_step_seconds"],
-         "images_per_s_after_first_step": (r["step"] - 1) * batch / after_first if after_first > 0 else None,
+         "images_per_s_after_first_step": ((r["step"] - r.get("first_call_steps", 1)) * batch / after_first
+                                           if after_first > 0 else None),
          "wall_seconds": wall, "overrides": args.set}
   shutil.rmtree(workdir, ignore_errors=True)
   return out

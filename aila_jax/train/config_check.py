@@ -42,6 +42,7 @@ _SPEC: dict[str, tuple[Any, Callable[[Any], bool] | None, str]] = {
     "keep_checkpoints": (int, lambda v: v >= 1, "an int >= 1"),
     "multihost": (bool, None, "a bool"),
     "progress": (bool, None, "a bool"),
+    "steps_per_call": (int, lambda v: v >= 1, "an int >= 1 (training updates per jitted call)"),
     "log_wall_clock": (bool, None, "a bool (add `wall` seconds to metrics rows)"),
     "coordinator_address": ((str, type(None)), None, "'host:port' or None (auto-detect)"),
     "num_processes": ((int, type(None)), lambda v: v is None or v >= 1, "an int >= 1 or None"),

@@ -58,6 +58,13 @@ def train_step(state: TrainState, batch: dict, *, task, schedule) -> tuple[Train
   return state.apply_gradients(grads, model_state=new_model_state), step_metrics
 
 
+def train_steps(state: TrainState, batches: dict, *, task, schedule) -> tuple[TrainState, dict]:
+  """``K`` optimizer updates in one call (``config.steps_per_call``): a ``lax.scan`` of :func:`train_step` over
+  ``batches`` stacked ``[K, B, ...]``; the metrics come back stacked ``[K]``. The same updates as K calls of
+  :func:`train_step` (each step's random streams come from ``state.step``), in one dispatch."""
+  return jax.lax.scan(lambda st, batch: train_step(st, batch, task=task, schedule=schedule), state, batches)
+
+
 def eval_step(state: TrainState, batch: dict, *, task) -> dict:
   rngs = step_rngs(jax.random.fold_in(state.rng, 0x5EED), 0)  # the same draws at every eval
   return task.eval_sums(state.apply_fn, state.variables(), batch, rngs=rngs)
@@ -119,8 +126,14 @@ def _flush(pending: list[tuple[int, dict]], writer, progress, ckpt, workdir, obs
   """
   if not pending:
     return {}
-  steps = [s for s, _ in pending]
-  values = jax.device_get([m for _, m in pending])
+  steps, values = [], []
+  for (first, count), m in zip([s for s, _ in pending], jax.device_get([m for _, m in pending])):
+    if count is None:  # one step's scalars
+      steps.append(first)
+      values.append(m)
+    else:  # a call of train_steps: metrics stacked over its `count` steps
+      steps += range(first, first + count)
+      values += [{k: v[i] for k, v in m.items()} for i in range(count)]
   for step, m in zip(steps, values):
     bad = {k: float(v) for k, v in m.items() if not np.isfinite(v)}
     if bad:
@@ -223,21 +236,25 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   variants: dict[tuple, tuple] = {}  # ELA skip set -> (apply_fn, jitted train step, jitted eval step)
   xla_opts = xla_options.compiler_options(config)  # CUDA graphs on a GPU (config.xla_command_buffers)
+  stacked_sharding = sharding.stacked_batch_sharding(mesh)
 
   def variant(skip: tuple) -> tuple:
-    """The model and steps for a skip set: built (and later compiled) once per distinct set."""
+    """The model and steps for a skip set: built (and later compiled, each when first called) once per set."""
     if skip not in variants:
       apply_fn = model.apply if not skip else model.clone(skip_layers=skip).apply
       variants[skip] = (apply_fn, jax.jit(functools.partial(train_step, task=task, schedule=schedule),
                                           in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
                                           donate_argnums=0, compiler_options=xla_opts),
                         jax.jit(functools.partial(eval_step, task=task), in_shardings=(repl, data_sharding),
-                                out_shardings=repl, compiler_options=xla_opts))
+                                out_shardings=repl, compiler_options=xla_opts),
+                        jax.jit(functools.partial(train_steps, task=task, schedule=schedule),
+                                in_shardings=(repl, stacked_sharding), out_shardings=(repl, repl),
+                                donate_argnums=0, compiler_options=xla_opts))
       if len(variants) > 1 and pi == 0:
         print(f"ELA: compiling the step for skip set {list(skip)} (recompile #{len(variants) - 1})", flush=True)
     return variants[skip]
 
-  _, p_train, p_eval = variant(())
+  _, p_train, p_eval, p_chunk = variant(())
   current_skip = ()
 
   def run_eval(step):
@@ -245,7 +262,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
     result = {}
     eval_state, p_eval_now = state, p_eval
     if controller is not None:  # evaluate the model as it trains (its skip set), also after a probe step
-      apply_fn, _, p_eval_now = variant(controller.skip)
+      apply_fn, _, p_eval_now, _ = variant(controller.skip)
       eval_state = state.replace(apply_fn=apply_fn)
     for split, source in dataset.eval.items():
       prefix = "eval" if split == "test" else f"eval_{split}"
@@ -268,18 +285,43 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   last_train, last_eval, last_eval_step = {}, {}, None
   saved_step = step0 if restored is not None else None
   train_start = time.perf_counter()
+  per_call = config.get("steps_per_call", 1)
+
+  def steps_in_call(step: int) -> int:
+    """``per_call`` if steps ``step .. step + per_call - 1`` hold no log, eval or checkpoint step before the last
+    and share one skip set; else 1 (so every boundary falls at the end of a call, as with one step per call)."""
+    last = step + per_call - 1
+    if per_call == 1 or last > total:
+      return 1
+    for s in range(step, last):
+      if (s % config.log_every == 0 or (config.eval_every and s % config.eval_every == 0)
+          or s % config.checkpoint_every == 0):
+        return 1
+    if controller is not None and len({controller.skips_for(s) for s in range(step, last + 1)}) > 1:
+      return 1
+    return per_call
+
   with _Preemption() as preemption:
-    for step in range(step0 + 1, total + 1):
+    step = step0
+    while step < total:
+      count = steps_in_call(step + 1)
+      step += count
       if controller is not None and controller.skips_for(step) != current_skip:
         current_skip = controller.skips_for(step)
-        apply_fn, p_train, _ = variant(current_skip)
+        apply_fn, p_train, _, p_chunk = variant(current_skip)
         state = state.replace(apply_fn=apply_fn)
-      batch = sharding.to_global(next(data_iter), data_sharding)
-      state, step_metrics = p_train(state, batch)
-      if step == step0 + 1:  # one sync: the first step's time is mostly compilation
+      if count == 1:
+        batch = sharding.to_global(next(data_iter), data_sharding)
+        state, step_metrics = p_train(state, batch)
+        pending.append(((step, None), step_metrics))
+      else:  # `count` updates in one call (config.steps_per_call)
+        batches = [next(data_iter) for _ in range(count)]
+        stacked = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *batches)
+        state, step_metrics = p_chunk(state, sharding.to_global(stacked, stacked_sharding))
+        pending.append(((step - count + 1, count), step_metrics))
+      if step == step0 + count:  # one sync: the first call's time is mostly compilation
         jax.block_until_ready(state)
-        first_step_seconds = time.perf_counter() - train_start
-      pending.append((step, step_metrics))
+        first_step_seconds, first_call_steps = time.perf_counter() - train_start, count
       if step % config.log_every == 0 or step == total:
         last_train = _flush(pending, writer, progress, ckpt, workdir, observe)
         if controller is not None and controller.due(step):
@@ -310,7 +352,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   if controller is not None:
     result.update({"ela/skip_set": list(controller.skip), "ela/recompiles": len(variants) - 1})
   if final_step > step0:  # this run trained: how much of train_seconds was its first step (compilation)
-    result["first_step_seconds"] = first_step_seconds
+    result["first_step_seconds"] = first_step_seconds  # the first call's (with steps_per_call > 1: its steps)
+    result["first_call_steps"] = first_call_steps
   if pi == 0:
     shown = ", ".join(f"{k.replace('/', ' ')} {v:.4f}" for k, v in sorted(result.items())
                       if k.startswith("eval") and k.split("/")[-1] in ("accuracy", "loss", "mse"))
