@@ -58,6 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.coordinator_address = ml_collections.config_dict.placeholder(str)  # 'host:port'; None: auto
   config.num_processes = ml_collections.config_dict.placeholder(int)        # None: auto-detect
   config.process_id = ml_collections.config_dict.placeholder(int)           # None: auto-detect
+  config.coordinator_timeout_s = 300   # seconds to wait for the coordinator / the other processes, then an error
   config.progress = True               # print progress lines
   config.compilation_cache = True      # keep compiled steps on disk (JAX's persistent cache): reruns skip compiling
   config.compilation_cache_dir = ml_collections.config_dict.placeholder(str)  # None: $AILA_CACHE_DIR/... or ~/.cache/aila_jax/...

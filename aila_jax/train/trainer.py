@@ -26,7 +26,7 @@ import optax
 from aila_jax import models, tasks
 from aila_jax.data import datasets, pipeline
 from aila_jax.train import checkpoint, config_check, ela as ela_lib, metrics as metrics_lib, optim, sharding
-from aila_jax.train import compile_cache, xla_options
+from aila_jax.train import compile_cache, multihost, xla_options
 from aila_jax.train.state import TrainState, param_count, unfreeze
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -158,12 +158,11 @@ def initialize_multihost(config) -> None:
   """``jax.distributed.initialize()``: auto-detected on TPU pods, SLURM, Open MPI and k8s; else from
   ``config.coordinator_address`` / ``num_processes`` / ``process_id`` (or ``$JAX_COORDINATOR_ADDRESS``).
 
-  CPU processes talk through gloo, so the multi-process path also runs (and is tested) on CPUs.
+  CPU processes talk through gloo, so the multi-process path also runs (and is tested) on CPUs. A layout that
+  cannot form a cluster is a ConfigError; an unreachable coordinator raises after
+  ``config.coordinator_timeout_s`` (:mod:`aila_jax.train.multihost`).
   """
-  kwargs = {k: config.get(k) for k in ("coordinator_address", "num_processes", "process_id")
-            if config.get(k) is not None}
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(**kwargs)
+  multihost.initialize(config)
 
 
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -171,6 +170,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   config_check.check_config(config)
   compile_cache.enable(config)  # a rerun reads its compiled steps back (config.compilation_cache)
   ela_lib.check_config(config)
+  multihost.check_config(config)  # a process layout that cannot form a cluster stops here
   if config.get("multihost", False):
     initialize_multihost(config)
   workdir = pathlib.Path(workdir)
@@ -194,7 +194,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   schedule = optim.make_schedule(config.schedule, num_train_steps=config.num_train_steps,
                                  base_lr=float(config.optimizer.learning_rate))
   tx = optim.make_optimizer(config.optimizer, schedule)
-  train_ds = pipeline.train_dataset(dataset.train, preprocess=dataset.preprocess, augment=dataset.augment,
+  # records read per process (reported at the end); grain's worker processes would count in their own copies
+  read_counter = multihost.count_reads(dataset.train) if config.get("worker_count", 0) == 0 else None
+  train_ds = pipeline.train_dataset(dataset.train if read_counter is None else read_counter,
+                                    preprocess=dataset.preprocess, augment=dataset.augment,
                                     batch_size=config.batch_size, seed=config.seed, process_index=pi,
                                     process_count=pc)
 
@@ -346,9 +349,16 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
     final_step = int(jax.device_get(state.step))
     if last_eval_step != final_step:
       last_eval = run_eval(final_step)
+  if read_counter is not None:  # a collective: every process reaches it
+    reads = multihost.records_read_report(read_counter)  # into final_metrics.json, not the step metrics
+    print(f"process {pi} of {pc}: read {read_counter.records:,} training records in this run, "
+          f"{int(read_counter.seen.sum()):,} distinct (grain's read-ahead included); all processes: "
+          f"{int(reads['data/distinct_records']):,} distinct, "
+          f"{int(reads['data/records_read_by_several_processes'])} read by more than one", flush=True)
   ckpt.close()
   writer.close()
-  result = {"step": final_step, "train_seconds": train_seconds, **last_train, **last_eval}
+  result = {"step": final_step, "train_seconds": train_seconds, **last_train, **last_eval,
+            **(reads if read_counter is not None else {})}
   if controller is not None:
     result.update({"ela/skip_set": list(controller.skip), "ela/recompiles": len(variants) - 1})
   if final_step > step0:  # this run trained: how much of train_seconds was its first step (compilation)

@@ -1,8 +1,12 @@
 """Two processes on one machine (4 CPU devices each, gloo collectives): --config.multihost=True.
 
 Each process reads its half of the data and feeds its half of every global batch; the parameters
-stay replicated and identical; only process 0 writes metrics.
+stay replicated and identical; only process 0 writes metrics. The records each process read (counted
+at the source, grain's read-ahead included) are gathered into final_metrics.json: the two processes
+read disjoint rows (process p only rows p, p + 2, ...), together at least the 100 global batches.
 """
+import json
+import re
 import os
 import socket
 import subprocess
@@ -47,3 +51,17 @@ def test_two_processes_train_together(tmp_path, data_dir):
   assert final["eval/count"] == 10000 and final["eval/accuracy"] > 0.7
   assert all(jax.numpy.isfinite(x).all() for x in jax.tree_util.tree_leaves(state["params"]))
   chex.assert_shape(state["params"]["dense_0"]["kernel"], (784, 32))
+  # per-process data: each process printed its own count; process 0 recorded both
+  local = []
+  for pid, out in enumerate(outs):
+    m = re.search(rf"process {pid} of 2: read ([\d,]+) training records in this run, ([\d,]+) distinct", out)
+    assert m, out[-3000:]
+    local.append((int(m[1].replace(",", "")), int(m[2].replace(",", ""))))
+  final_metrics = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+  batch, steps = 32, 100
+  for pid, (read, distinct) in enumerate(local):
+    assert final_metrics[f"data/records_read/p{pid}"] == read
+    assert steps * batch // 2 <= distinct <= read  # its half of every global batch, no more than its shard
+    assert read % (batch // 2) == 0 and distinct <= 60000 // 2
+  assert final_metrics["data/records_read_by_several_processes"] == 0  # disjoint shards
+  assert final_metrics["data/distinct_records"] == sum(d for _, d in local) >= steps * batch
