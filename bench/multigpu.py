@@ -2,7 +2,7 @@ r"""Data-parallel training throughput on 1 GPU and on all GPUs of one host (issu
 
 For each workload, at the config's global batch (the same on every device count), the training step of the
 trainer (``aila_jax.train.train_step``: forward, backward, optimizer update; state replicated, batch split over
-the ``data`` axis of a ``Mesh``, state donated) on a random batch generated on the devices (no input pipeline),
+the ``data`` axis of a ``Mesh``, state donated, the trainer's XLA options) on a random batch generated on the devices (no input pipeline),
 in three layouts:
 
 - ``one_gpu``: one process, ``CUDA_VISIBLE_DEVICES=0``;
@@ -109,7 +109,7 @@ def worker(args) -> None:
         process_id=args.process_id, coordinator_timeout_s=120)))
   import jax  # pylint: disable=g-import-not-at-top
   from aila_jax import models, tasks  # pylint: disable=g-import-not-at-top
-  from aila_jax.train import optim, sharding, trainer  # pylint: disable=g-import-not-at-top
+  from aila_jax.train import optim, sharding, trainer, xla_options  # pylint: disable=g-import-not-at-top
 
   config, data = _config(args.workload, args.smoke)
   mesh = sharding.make_mesh()
@@ -123,7 +123,8 @@ def worker(args) -> None:
   state = trainer._build_state(model, tx, task, data.example, config.seed, mesh)  # pylint: disable=protected-access
   repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   step = jax.jit(functools.partial(trainer.train_step, task=task, schedule=schedule),
-                 in_shardings=(repl, data_sharding), out_shardings=(repl, repl), donate_argnums=0)
+                 in_shardings=(repl, data_sharding), out_shardings=(repl, repl), donate_argnums=0,
+                 compiler_options=xla_options.compiler_options(config))  # CUDA graphs on a GPU, as the trainer
   make = jax.jit(_random_batch(data.example, config.batch_size, data.model_kwargs.get("vocab_size")),
                  out_shardings=data_sharding)
   batches = [make(jax.random.PRNGKey(i)) for i in range(2)]  # two, so no step reuses its input's buffers
