@@ -1,0 +1,88 @@
+"""bench/dla_cifar.py: the data file's two-part transport (split -> assemble gives every original array back,
+a missing or foreign part is refused) and the batched crop + flip against a per-image numpy reference."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aila_jax.errors import DataError
+from bench import dla_cifar
+
+
+def _tiny_npz(path, n_train=5, n_test=3, seed=0):
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for split, n in (("train", n_train), ("test", n_test)):
+    blobs = []
+    for _ in range(n):
+      buf = io.BytesIO()
+      Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=75)
+      blobs.append(np.frombuffer(buf.getvalue(), np.uint8))
+    arrays[f"{split}_jpeg"] = np.concatenate(blobs)
+    arrays[f"{split}_offsets"] = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    arrays[f"y_{split}"] = rng.integers(0, 10, n).astype(np.int64)
+  ordered = {k: arrays[k] for k in dla_cifar.KEYS}
+  np.savez(path, **ordered)
+  return ordered
+
+
+def test_split_then_assemble_gives_the_original_arrays(tmp_path):
+  original = _tiny_npz(tmp_path / "src.npz")
+  a, b = dla_cifar.split_parts(tmp_path / "src.npz", tmp_path / "a", tmp_path / "b", split_at=2)
+  with np.load(a) as z:
+    assert len(z["y_train"]) == 2 and len(z["y_test"]) == 3
+  with np.load(b) as z:
+    assert len(z["y_train"]) == 3 and "test_jpeg" not in z.files
+  out = dla_cifar.assemble_parts(tmp_path / "a", tmp_path / "b", tmp_path / "full")
+  with np.load(out) as z:
+    assert z.files == list(original)
+    for k, v in original.items():
+      assert z[k].dtype == v.dtype and np.array_equal(z[k], v), k
+
+
+def test_missing_or_foreign_part_is_refused(tmp_path):
+  _tiny_npz(tmp_path / "src.npz")
+  _tiny_npz(tmp_path / "other.npz", seed=1)
+  dla_cifar.split_parts(tmp_path / "src.npz", tmp_path / "a", tmp_path / "b")
+  with pytest.raises(FileNotFoundError, match="cifar10_part_b.npz: part B"):
+    dla_cifar.assemble_parts(tmp_path / "a", tmp_path / "nowhere", tmp_path / "full")
+  dla_cifar.split_parts(tmp_path / "other.npz", tmp_path / "a2", tmp_path / "b2")
+  with pytest.raises(DataError, match="different data files"):
+    dla_cifar.assemble_parts(tmp_path / "a", tmp_path / "b2", tmp_path / "full")
+
+
+def _reference(images, idx, dy, dx, flip, pad=4):
+  out = []
+  for i, y, x, f in zip(idx, dy, dx, flip):
+    p = np.pad(images[i], ((pad, pad), (pad, pad), (0, 0)))[y:y + 32, x:x + 32]
+    out.append(p[:, ::-1] if f else p)
+  return np.stack(out)
+
+
+def _case():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+  plan = dla_cifar.epoch_plan(rng, 6)
+  idx = np.concatenate([plan["perm"], [0, 1]])
+  dy = np.concatenate([plan["dy"], [0, 8]])  # both edge offsets
+  dx = np.concatenate([plan["dx"], [8, 0]])
+  flip = np.concatenate([plan["flip"], [True, False]])
+  return images, idx, dy, dx, flip
+
+
+def test_crop_flip_numpy_matches_per_image_reference():
+  images, idx, dy, dx, flip = _case()
+  padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+  assert np.array_equal(dla_cifar.crop_flip(padded, idx, dy, dx, flip), _reference(images, idx, dy, dx, flip))
+  plan = dla_cifar.epoch_plan(np.random.default_rng(3), 1000)
+  assert sorted(plan["perm"]) == list(range(1000))
+  assert plan["dy"].min() == 0 and plan["dy"].max() == 8 and 400 < plan["flip"].sum() < 600
+
+
+def test_crop_flip_torch_matches_per_image_reference():
+  torch = pytest.importorskip("torch")
+  images, idx, dy, dx, flip = _case()
+  padded = torch.from_numpy(np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0))))
+  got = dla_cifar.crop_flip(padded, *(torch.from_numpy(a) for a in (idx, dy, dx, flip)))
+  assert np.array_equal(got.numpy(), _reference(images, idx, dy, dx, flip))
