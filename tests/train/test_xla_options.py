@@ -20,14 +20,14 @@ def test_the_options_are_ones_xla_accepts():
   assert float(f(jnp.float32(0.5))) == pytest.approx(2 * 0.46211716)
 
 
-def test_trainer_compiles_its_steps_with_them(monkeypatch, tmp_path):
+def test_trainer_compiles_its_steps_with_them(monkeypatch, tmp_path, data_dir):
   # a bad option proves the trainer's jit receives whatever compiler_options returns
   from aila_jax.train import trainer  # pylint: disable=import-outside-toplevel
-  from configs import testing  # pylint: disable=import-outside-toplevel
+  from helpers import make_testing_config  # pylint: disable=import-outside-toplevel
   monkeypatch.setattr(xla_options, "compiler_options",
                       lambda config: {"xla_gpu_enable_command_buffer": "NOT_A_COMMAND_TYPE"})
-  config = testing.get_config()
-  config.num_train_steps, config.eval_every, config.checkpoint_every = 2, 2, 2
+  # the data directory from the fixture, not from $AILA_DATA_DIR (CI finds ../shared/data without it)
+  config = make_testing_config(data_dir, num_train_steps=2, eval_every=2, checkpoint_every=2)
   with pytest.raises(Exception, match="NOT_A_COMMAND_TYPE"):
     trainer.train_and_evaluate(config, tmp_path / "run")
 
