@@ -2,8 +2,9 @@ r"""Compile time of the CIFAR ResNet train step for each depth mixer, and where 
 
 For each mixer spec (as in ``bench/depth.py``: the same jitted SGD step of
 ``cifar_resnet`` on a random batch) and each weighted-sum implementation
-(``--impls``: ``stacked``, the default of :mod:`aila_jax.attention.depth`, or
-the earlier per-slot Python sums ``slots``), this lowers and compiles the step
+(``--impls``: ``stacked``, the default of :mod:`aila_jax.attention.depth`,
+the earlier per-slot Python sums ``slots``, or ``reduce``, float32 products
+summed over the stacked slots with no ``dot``), this lowers and compiles the step
 and reports seconds to lower and to compile, the optimised HLO's number of
 fusions and, with ``--passes``, the XLA passes that took longest (from a
 ``jax.profiler`` trace of the compilation: each HLO pass is a trace event).
@@ -60,6 +61,14 @@ def pass_times(log_dir: pathlib.Path, top: int) -> list[tuple[str, float, int]]:
   return [(n[:100], round(s, 3), count[n]) for n, s in sorted(total.items(), key=lambda kv: -kv[1])[:top]]
 
 
+def matmul_counts(hlo: str) -> dict:
+  """Matrix products in an optimised HLO module: ``dot`` instructions and cuBLAS/cuBLASLt GEMM calls
+  (what the GPU compiler autotunes, once per distinct shape), and how many distinct shapes they have."""
+  shapes = re.findall(r"= (\S+) dot\(", hlo)
+  shapes += re.findall(r"= (\([^)]*\)|\S+) custom-call\([^\n]*custom_call_target=\"__cublas", hlo)
+  return {"matmuls": len(shapes), "matmul_shapes": len(set(shapes))}
+
+
 def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25):
   depth_attn.DEFAULT_SUM_IMPL = impl  # read when the step is traced
   step, state, n_params = make_step(spec, depth, batch, dtype)
@@ -77,9 +86,10 @@ def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25):
     t2 = time.perf_counter()
     top_passes = None
   state, step_s = run_steps(compiled, state, 1)
+  text = compiled.as_text()
   row = {"mixer": spec, "impl": impl, "depth": depth, "batch": batch, "params": n_params, "lower_s": t1 - t0,
          "compile_s": t2 - t1, "first_step_s": t2 - t0 + step_s,
-         "fusions": len(re.findall(r"\bfusion\(", compiled.as_text()))}
+         "fusions": len(re.findall(r"\bfusion\(", text)), **matmul_counts(text)}
   if top_passes is not None:
     row["top_events"] = top_passes
   if steps:  # step time after warm-up: the median of 5 loops of `steps` steps
@@ -99,7 +109,7 @@ def main():
   ap.add_argument("--batch", type=int, default=128)
   ap.add_argument("--dtype", default="bfloat16")
   ap.add_argument("--mixers", default=";".join(MIXERS), help="';'-separated specs; the first one is compiled first")
-  ap.add_argument("--impls", default="stacked", help="',' separated: stacked, slots")
+  ap.add_argument("--impls", default="stacked", help="',' separated: stacked, slots, reduce")
   ap.add_argument("--passes", action="store_true", help="profile each compilation and report its longest passes")
   ap.add_argument("--steps", type=int, default=0, help="also time the step: median of 5 loops of this many")
   ap.add_argument("--tag", default="")
@@ -118,7 +128,8 @@ def main():
       row = measure(spec, impl, args.depth, args.batch, dtype, args.passes, args.steps)
       result["rows"].append(row)
       print(f"{spec:24s} {impl:8s} lower {row['lower_s']:6.1f} s  compile {row['compile_s']:6.1f} s  "
-            f"first step {row['first_step_s']:6.1f} s  {row['fusions']} fusions"
+            f"first step {row['first_step_s']:6.1f} s  {row['fusions']} fusions  "
+            f"{row['matmuls']} matmuls of {row['matmul_shapes']} shapes"
             + (f"  {row['step_ms']:.3f} ms/step" if "step_ms" in row else ""), flush=True)
       for name, sec, n in row.get("top_events", [])[:8]:
         print(f"    {sec:8.2f} s  x{n:<4d} {name}", flush=True)

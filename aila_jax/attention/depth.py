@@ -18,8 +18,12 @@ current block). The functions here take the readable layers in either form:
   sum :math:`\sum_i w_i x_i` of a layer stacks its :math:`|V_t|` readable
   slots into one ``[|V_t|, B, ...]`` array and contracts it with the weights in
   one ``einsum`` (``impl='stacked'``, the default); ``impl='slots'`` writes it
-  as a Python sum of per-slot products instead (the same function, tested
-  equal with gradients). No layer writes into, or differentiates through, a
+  as a Python sum of per-slot products instead, and ``impl='reduce'`` as a
+  float32 broadcast product summed over the stacked axis (no ``dot``: on a
+  GPU each distinct ``einsum`` shape, one per layer, is a matrix product the
+  compiler autotunes; a reduction is not). The same function, tested equal
+  with gradients; which one compiles fastest on a GPU is measured by
+  ``bench/compile_time.py --impls stacked,reduce``. No layer writes into, or differentiates through, a
   padded ``[B, T, ...]`` array.
 
   Why stacked: with per-slot sums, every slot of a stage feeds a scalar
@@ -225,7 +229,7 @@ def _unstack(x: jax.Array) -> list[jax.Array]:
   return [x[:, i] for i in range(x.shape[1])]
 
 
-SUM_IMPLS = ("stacked", "slots")
+SUM_IMPLS = ("stacked", "slots", "reduce")
 DEFAULT_SUM_IMPL = "stacked"  # module default of the weighted sums' ``impl`` (benchmarks switch it)
 
 
@@ -239,6 +243,16 @@ def _impl(impl: str | None) -> str:
 def _sum_slots(terms) -> jax.Array:
   """``t_0 + t_1 + ...``: a Python sum over the slots (no zero start), which XLA fuses into one loop."""
   return functools.reduce(operator.add, terms)
+
+
+def _reduce_stacked(weights: jax.Array, xs: jax.Array) -> jax.Array:
+  """``sum_t weights[t] * xs[t]`` as a broadcast product and a sum over the leading axis, accumulated in
+  float32 (``impl='reduce'``): an elementwise fusion and a reduction, never a ``dot``. Products and sum are
+  float32, so float32 weights are not rounded to bfloat16 slots' precision first.
+
+  ``weights`` has ``xs``'s rank (size-1 axes where it broadcasts); the result has ``xs``'s dtype.
+  """
+  return jnp.sum(weights.astype(jnp.float32) * xs.astype(jnp.float32), axis=0).astype(xs.dtype)
 
 
 def _slot_weight(weights: jax.Array, i: int, like: jax.Array) -> jax.Array:
@@ -260,8 +274,10 @@ def mix_depth(weights: jax.Array, buffer: jax.Array | Sequence[jax.Array], *, im
     impl: ``'stacked'`` (default, :data:`DEFAULT_SUM_IMPL`): the slots stacked
       into one ``[T, B, *feature]`` array and one ``einsum`` over ``T``;
       ``'slots'``: a Python sum of per-slot products, fused by XLA into one
-      loop. Same function; ``'stacked'`` compiles much faster on GPU (see the
-      module docstring).
+      loop; ``'reduce'``: the stacked slots times the broadcast weights,
+      summed over ``T`` in float32 (no ``dot``: nothing for the GPU
+      compiler to autotune per shape). Same function; ``'stacked'`` compiles
+      much faster on GPU than ``'slots'`` (see the module docstring).
 
   Returns:
     ``[B, *feature]``.
@@ -282,10 +298,15 @@ def mix_depth(weights: jax.Array, buffer: jax.Array | Sequence[jax.Array], *, im
     raise ValueError(f"mix_depth: weights {weights.shape} and a buffer of {n} slots "
                      f"{[tuple(x.shape) for x in buffer]} disagree (expected weights [T] or [B, T] and T "
                      "slots [B, *feature] of one shape)")
-  if _impl(impl) == "stacked":
+  impl = _impl(impl)
+  if impl == "stacked":
     xs = jnp.stack(buffer, axis=0)  # (T, B, *F)
     w = weights.astype(xs.dtype)
     return jnp.einsum("t,t...->...", w, xs) if w.ndim == 1 else jnp.einsum("bt,tb...->b...", w, xs)
+  if impl == "reduce":
+    xs = jnp.stack(buffer, axis=0)  # (T, B, *F)
+    w = jnp.moveaxis(weights, -1, 0)  # (T,) or (T, B)
+    return _reduce_stacked(w.reshape(w.shape + (1,) * (xs.ndim - w.ndim)), xs)
   return _sum_slots(_slot_weight(weights, i, x) * x for i, x in enumerate(buffer))
 
 
@@ -359,8 +380,11 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
   logits = _slot_logits(q, keys, num_heads, 1.0 / math.sqrt(query.shape[-1] // num_heads))  # (B, *P, N, T)
   weights = _masked_softmax(logits, mask, axis=-1)  # (B, *P, N, T)
   values = [_split_heads(v, num_heads, "values") for v in values]  # T x (B, *P, N, d)
-  if _impl(impl) == "stacked":  # (B, *P, N, T) x (T, B, *P, N, d) -> (B, *P, N, d)
+  impl = _impl(impl)
+  if impl == "stacked":  # (B, *P, N, T) x (T, B, *P, N, d) -> (B, *P, N, d)
     out = jnp.einsum("b...nt,tb...nd->b...nd", weights.astype(values[0].dtype), jnp.stack(values, axis=0))
+  elif impl == "reduce":  # (T, B, *P, N, 1) * (T, B, *P, N, d), summed over T
+    out = _reduce_stacked(jnp.moveaxis(weights, -1, 0)[..., None], jnp.stack(values, axis=0))
   else:
     out = _sum_slots(weights[..., i, None].astype(v.dtype) * v for i, v in enumerate(values))
   return out.reshape(query.shape), weights
@@ -417,8 +441,11 @@ def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Arra
   values_shape = values[0].shape
   values = [_split_heads(v, num_heads, "values") for v in values]  # T x (B, *P, N, d)
   per_slot = weights.reshape(weights.shape[:1] + (1,) * (values[0].ndim - 3) + weights.shape[1:])  # (B, *1, N, T)
-  if _impl(impl) == "stacked":  # (B, N, T) x (T, B, *P, N, d) -> (B, *P, N, d)
+  impl = _impl(impl)
+  if impl == "stacked":  # (B, N, T) x (T, B, *P, N, d) -> (B, *P, N, d)
     out = jnp.einsum("bnt,tb...nd->b...nd", weights.astype(values[0].dtype), jnp.stack(values, axis=0))
+  elif impl == "reduce":  # (T, B, *1, N, 1) * (T, B, *P, N, d), summed over T
+    out = _reduce_stacked(jnp.moveaxis(per_slot, -1, 0)[..., None], jnp.stack(values, axis=0))
   else:
     out = _sum_slots(per_slot[..., i, None].astype(v.dtype) * v for i, v in enumerate(values))
   return out.reshape(values_shape), weights

@@ -1,4 +1,5 @@
-"""The stacked weighted sums (the default, fast to compile) equal the per-slot sums, outputs and gradients."""
+"""The weighted sums over depth: every impl (stacked einsum, per-slot sums, float32 reduce) equals a numpy
+reference of the formula, and the three give the same network outputs and gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,56 @@ KEY = jax.random.PRNGKey(0)
 
 def _slots(t, shape):
   return [jax.random.normal(jax.random.fold_in(KEY, i), shape) for i in range(t)]
+
+
+def _softmax(z):
+  e = np.exp(z - z.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("impl", da.SUM_IMPLS)
+def test_each_impl_equals_the_formula(impl):
+  xs, w = _slots(3, (2, 4, 5)), jax.nn.softmax(jax.random.normal(KEY, (2, 3)))
+  x, wn = np.stack([np.asarray(a, np.float64) for a in xs]), np.asarray(w, np.float64)  # (T, B, 4, 5), (B, T)
+  np.testing.assert_allclose(da.mix_depth(w, xs, impl=impl), np.einsum("bt,tbij->bij", wn, x), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(da.mix_depth(w[1], xs, impl=impl), np.einsum("t,tbij->bij", wn[1], x), rtol=1e-5,
+                             atol=1e-6)
+  # per-token attention, 2 heads of width 4: softmax_i(q . k_i / 2) per position and head, then sum_i a_i v_i
+  q, ks, vs = jax.random.normal(KEY, (2, 4, 8)), _slots(3, (2, 4, 8)), [2 * x + 1 for x in _slots(3, (2, 4, 8))[::-1]]
+  qn, kn, vn = (np.asarray(a, np.float64) for a in (q, jnp.stack(ks), jnp.stack(vs)))
+  qh, kh, vh = qn.reshape(2, 4, 2, 4), kn.reshape(3, 2, 4, 2, 4), vn.reshape(3, 2, 4, 2, 4)
+  a = _softmax(np.einsum("bpnd,tbpnd->bpnt", qh, kh) / 2.0)
+  out, weights = da.per_token_depth_attention(q, ks, vs, num_heads=2, impl=impl)
+  np.testing.assert_allclose(weights, a, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out, np.einsum("bpnt,tbpnd->bpnd", a, vh).reshape(2, 4, 8), rtol=1e-5, atol=1e-5)
+  # pooled attention: one distribution per example and head over values with positions (B, 4, C=8)
+  qp, kp = jax.random.normal(KEY, (2, 8)), _slots(3, (2, 8))
+  ap = _softmax(np.einsum("bnd,tbnd->bnt", np.asarray(qp, np.float64).reshape(2, 2, 4),
+                          np.asarray(jnp.stack(kp), np.float64).reshape(3, 2, 2, 4)) / 2.0)
+  out, weights = da.pooled_depth_attention(qp, kp, vs, num_heads=2, impl=impl)
+  np.testing.assert_allclose(weights, ap, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out, np.einsum("bnt,tbpnd->bpnd", ap, vh).reshape(2, 4, 8), rtol=1e-5, atol=1e-5)
+
+
+def test_reduce_keeps_the_dtype_and_multiplies_in_float32():
+  xs = [jnp.full((2, 3), 1 + i / 8, jnp.bfloat16) for i in range(4)]
+  out = da.mix_depth(jnp.array([0.1, 0.2, 0.3, 0.4]), xs, impl="reduce")
+  assert out.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(out, np.float32), 0.1 * 1 + 0.2 * 1.125 + 0.3 * 1.25 + 0.4 * 1.375,
+                             rtol=2 ** -8)
+  # float32 weights meet bfloat16 slots in float32: (1 + 2**-9) * 1 - 1 * 1 = 2**-9, which bfloat16 holds;
+  # a weight cast to bfloat16 first rounds to 1 and the sum cancels to 0 ('stacked' does that)
+  xs, w = [jnp.ones((2, 3), jnp.bfloat16)] * 2, jnp.array([1 + 2 ** -9, -1.0])
+  assert float(da.mix_depth(w, xs, impl="reduce")[0, 0]) == 2 ** -9
+  assert float(da.mix_depth(w, xs, impl="stacked")[0, 0]) == 0.0
+
+
+def test_reduce_has_no_dot_in_its_program():
+  xs, w = _slots(5, (2, 4, 8)), jax.nn.softmax(jax.random.normal(KEY, (2, 5)))
+  hlo = {impl: jax.jit(lambda w, xs, impl=impl: da.mix_depth(w, xs, impl=impl)).lower(w, xs).as_text()
+         for impl in ("stacked", "reduce")}
+  assert "dot_general" in hlo["stacked"]  # what the check looks for is there when a dot is
+  assert "dot_general" not in hlo["reduce"]
 
 
 def test_pure_functions_agree():
@@ -39,7 +90,7 @@ def test_resnet_outputs_and_gradients_agree(mixer, monkeypatch):
   v = model.init(jax.random.PRNGKey(1), x)
   params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(KEY, p.shape), v["params"])  # no special values
   results = {}
-  for impl in ("stacked", "slots"):
+  for impl in da.SUM_IMPLS:
     monkeypatch.setattr(da, "DEFAULT_SUM_IMPL", impl)
 
     def loss(p):  # a new function per impl: traced again, never a cached trace of the other impl
@@ -47,7 +98,9 @@ def test_resnet_outputs_and_gradients_agree(mixer, monkeypatch):
       return jnp.sum(jnp.sin(out[0]))
 
     results[impl] = jax.jit(jax.value_and_grad(loss))(params)
-  (l1, g1), (l2, g2) = results["stacked"], results["slots"]
-  np.testing.assert_allclose(l1, l2, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  l1, g1 = results["stacked"]
+  for impl in ("slots", "reduce"):
+    l2, g2 = results[impl]
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,29 @@
+"""bench/compile_time.py's count of matrix products in an optimised HLO module (what a GPU autotunes)."""
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from helpers import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))
+from bench.compile_time import matmul_counts  # noqa: E402
+
+
+def test_counts_dots_and_gemm_calls_by_shape():
+  hlo = """
+  %dot.1 = f32[4,8]{1,0} dot(f32[4,3]{1,0} %a, f32[3,8]{1,0} %b), lhs_contracting_dims={1}
+  %dot.2 = f32[4,8]{1,0} dot(f32[4,3]{1,0} %c, f32[3,8]{1,0} %d), lhs_contracting_dims={1}
+  %gemm = (bf16[2,5]{1,0}, s8[0]{0}) custom-call(bf16[2,7]{1,0} %x), custom_call_target="__cublas$gemm"
+  %conv = f32[1,4,4,8]{3,2,1,0} convolution(f32[1,4,4,3] %i, f32[3,3,3,8] %k), window={size=3x3}
+  """
+  assert matmul_counts(hlo) == {"matmuls": 3, "matmul_shapes": 2}
+
+
+def test_a_compiled_product_is_found_and_a_reduction_is_not():
+  x = jnp.ones((4, 3))
+  dot = jax.jit(lambda a, b: a @ b).lower(x, jnp.ones((3, 8))).compile().as_text()
+  red = jax.jit(lambda a: jnp.sum(a * 2.0, axis=0)).lower(x).compile().as_text()
+  assert matmul_counts(dot)["matmuls"] >= 1
+  assert matmul_counts(red) == {"matmuls": 0, "matmul_shapes": 0}
