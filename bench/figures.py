@@ -536,10 +536,18 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
                    "not available", "not applicable", src(name)))
   for name in res.names(r"compile_time_.*\.json"):
     r = res[name]
-    first = {row["mixer"]: row["first_step_s"] for row in r["rows"] if row.get("impl", "stacked") == "stacked"}
-    if "residual" in first:
-      rows.append((f"first step (compile) of ResNet-{r['rows'][0]['depth']} b{r['rows'][0]['batch']}",
-                   ", ".join(f"{m} {v:.1f} s ({v / first['residual']:.2f}x)" for m, v in first.items()),
+    impls = list(dict.fromkeys(row.get("impl", "stacked") for row in r["rows"]))
+    for impl in impls:
+      mine = [row for row in r["rows"] if row.get("impl", "stacked") == impl]
+      first = {row["mixer"]: row["first_step_s"] for row in mine}
+      if "residual" not in first:
+        continue
+      text = ", ".join(f"{m} {v:.1f} s ({v / first['residual']:.2f}x)" for m, v in first.items())
+      if all("matmul_shapes" in row for row in mine):  # matrix products (what a GPU autotunes per shape)
+        text += "; matmuls/distinct shapes: " + ", ".join(f"{row['mixer']} {row['matmuls']}/{row['matmul_shapes']}"
+                                                         for row in mine)
+      label = f"first step (compile) of ResNet-{mine[0]['depth']} b{mine[0]['batch']}"
+      rows.append((label + (f", depth sums impl={impl}" if len(impls) > 1 else ""), text,
                    "not applicable", "not measured", src(name)))
   for name in res.names(r"imdb_depth_.*\.json"):
     runs = {r["name"]: r for r in res[name]["runs"]}

@@ -93,3 +93,16 @@ def test_wsram_compare_result_is_drawn_and_tabled(tmp_path):
   table = figures.table_markdown(res)
   assert "naive 10.00% (1.00x naive's steps to naive's final error); wsram_cv 5.00% (0.67x" in table
   assert "not run on a GPU yet | not available (full text unreachable)" not in table
+
+
+def test_compile_time_rows_per_impl_with_matmul_counts(tmp_path):
+  row = lambda mixer, impl, s, m, k: {"mixer": mixer, "impl": impl, "depth": 56, "batch": 8, "first_step_s": s,
+                                      "matmuls": m, "matmul_shapes": k}
+  rows = [row("residual", "stacked", 10.0, 3, 3), row("aila1", "stacked", 30.0, 51, 14),
+          row("residual", "reduce", 10.0, 3, 3), row("aila1", "reduce", 15.0, 3, 3)]
+  (tmp_path / "compile_time_cpu_x.json").write_text(json.dumps({"device": "cpu", "rows": rows}))
+  table = figures.table_markdown(figures.Results(figures.collect([tmp_path])))
+  assert ("| first step (compile) of ResNet-56 b8, depth sums impl=stacked | residual 10.0 s (1.00x), aila1 30.0 s "
+          "(3.00x); matmuls/distinct shapes: residual 3/3, aila1 51/14 |") in table
+  assert "impl=reduce | residual 10.0 s (1.00x), aila1 15.0 s (1.50x); matmuls/distinct shapes: residual 3/3, aila1 3/3 |" \
+      in table
