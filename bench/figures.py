@@ -32,6 +32,7 @@ figure, the files it was drawn from, or why it is missing).
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import pathlib
 import re
@@ -279,17 +280,21 @@ def fig_wsram_compare(res: Results, plt):
     return None, [], "no finished wsram_compare_* result (bench/wsram_compare.py not run on a GPU yet)"
   datasets = sorted({r[1] for r in runs})
   fig, axes = plt.subplots(len(datasets), 2, figsize=(8, 2.9 * len(datasets)), squeeze=False)
-  colors = {}
+  colors, labelled, files = {}, set(), collections.defaultdict(set)
   for name, dataset, variant, evals in runs:
     row = datasets.index(dataset)
+    files[dataset].add(name)
     style = dict(color=colors.setdefault(variant, f"C{len(colors)}"), lw=1.2)
     err = [100 * e["error"] for e in evals]
-    axes[row][0].plot([e["step"] for e in evals], err, label=f"{variant} ({short_device(res.device(name))})",
-                      **style)
+    label = f"{variant} ({short_device(res.device(name))})"
+    axes[row][0].plot([e["step"] for e in evals], err, label=None if (row, label) in labelled else label, **style)
+    labelled.add((row, label))  # one legend entry per estimator and device, however many seeds
     axes[row][1].plot([e["train_wall"] for e in evals], err, **style)
   for row, dataset in enumerate(datasets):
+    n = len(files[dataset])
     for ax, xlabel in zip(axes[row], ("training steps", "training seconds (evals excluded)")):
-      _error_axis(ax, xlabel, f"{dataset}: same core, steps and seed")
+      _error_axis(ax, xlabel, f"{dataset}: same core and steps, " + (f"{n} runs (seeds)" if n > 1 else "one seed"),
+                  minor_labels=True)
     axes[row][0].legend(fontsize=6)
   fig.suptitle("The WS-RAM paper's comparison: naive REINFORCE, RAM, WS-RAM (bench/wsram_compare.py)", fontsize=9)
   fig.tight_layout()
