@@ -636,14 +636,18 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
       rows.append(("RAM training throughput", f"{r['rows']['ours_memory']['images_per_sec']:,.0f} images/s",
                    "not available", f"{r['ratio_ours_memory_over_peer']:.1f}x the PyTorch port", src(name)))
   for name in sorted({r[0] for r in _wsram_compare(res)}):
+    command = str(res[name].get("command", ""))
+    arg = lambda flag, default: (re.findall(rf"--{flag}[= ](\S+)", command) or [default])[-1]
     for dataset, by_variant in (res[name].get("summary") or {}).items():
       parts = []
       for variant, v in by_variant.items():
         ratio = v.get("step_ratio_to_naive")
-        parts.append(f"{variant} {_pct(v['final_error'])}"
-                     + (f" ({ratio:.2f}x naive's steps to naive's final error)" if ratio is not None else ""))
-      rows.append((f"WS-RAM paper's comparison, {dataset}: final test error", "; ".join(parts),
-                   "not available (full text unreachable)", "not applicable", src(name)))
+        parts.append(f"{variant} {_pct(v['final_error'])}" + (f" ({ratio:.2f}x)" if ratio is not None else ""))
+      steps = max(v["final_step"] for v in by_variant.values())
+      rows.append((f"WS-RAM paper's comparison, {dataset}, batch {arg('batch_size', 256)}, {steps:,} steps, seed "
+                   f"{arg('seed', 0)}: final test error (steps to the naive estimator's final error, as a fraction "
+                   "of its steps)", "; ".join(parts), "not available (full text unreachable)", "not applicable",
+                   src(name)))
   if not _wsram_compare(res):
     rows.append(("WS-RAM vs naive REINFORCE / RAM (the paper's comparison)", "not run on a GPU yet",
                  "not available (full text unreachable)", "not run", "none"))

@@ -85,13 +85,15 @@ def test_wsram_compare_result_is_drawn_and_tabled(tmp_path):
   from bench import wsram_compare  # pylint: disable=import-outside-toplevel
   evals = lambda errs: [{"step": 100 * (i + 1), "train_wall": 3.0 * (i + 1), "error": e} for i, e in enumerate(errs)]
   runs = {"mnist": {"naive": {"evals": evals([0.5, 0.2, 0.1])}, "wsram_cv": {"evals": evals([0.3, 0.1, 0.05])}}}
-  result = {"device": "NVIDIA H200", "summary": wsram_compare.summarize(runs), "runs": runs}
+  result = {"device": "NVIDIA H200", "summary": wsram_compare.summarize(runs), "runs": runs,
+            "command": "bench/wsram_compare.py --batch_size 32 --seed 2"}
   (tmp_path / "wsram_compare_NVIDIA-H200.json").write_text(json.dumps(result))
   res = figures.Results(figures.collect([tmp_path]))
   index = figures.draw(res, tmp_path / "figs")
   assert index["wsram_compare.png"]["sources"] == [str(tmp_path / "wsram_compare_NVIDIA-H200.json")]
   table = figures.table_markdown(res)
-  assert "naive 10.00% (1.00x naive's steps to naive's final error); wsram_cv 5.00% (0.67x" in table
+  assert ("| WS-RAM paper's comparison, mnist, batch 32, 300 steps, seed 2: final test error (steps to the naive "
+          "estimator's final error, as a fraction of its steps) | naive 10.00% (1.00x); wsram_cv 5.00% (0.67x) |") in table
   assert "not run on a GPU yet | not available (full text unreachable)" not in table
 
 
