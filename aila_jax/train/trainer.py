@@ -351,10 +351,11 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
       last_eval = run_eval(final_step)
   if read_counter is not None:  # a collective: every process reaches it
     reads = multihost.records_read_report(read_counter)  # into final_metrics.json, not the step metrics
-    print(f"process {pi} of {pc}: read {read_counter.records:,} training records in this run, "
-          f"{int(read_counter.seen.sum()):,} distinct (grain's read-ahead included); all processes: "
-          f"{int(reads['data/distinct_records']):,} distinct, "
-          f"{int(reads['data/records_read_by_several_processes'])} read by more than one", flush=True)
+    if pc > 1:  # one process: the counts are in final_metrics.json, not worth a line of its own
+      print(f"process {pi} of {pc}: read {read_counter.records:,} training records in this run, "
+            f"{int(read_counter.seen.sum()):,} distinct (grain's read-ahead included); all processes: "
+            f"{int(reads['data/distinct_records']):,} distinct, "
+            f"{int(reads['data/records_read_by_several_processes'])} read by more than one", flush=True)
   ckpt.close()
   writer.close()
   result = {"step": final_step, "train_seconds": train_seconds, **last_train, **last_eval,
