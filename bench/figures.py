@@ -310,6 +310,35 @@ def _cifar_rows(res: Results):
   return out
 
 
+def _dla_cifar_files(res: Results):
+  """bench/dla_cifar.py results measured on a GPU (its CPU smoke files are left out)."""
+  return [n for n in res.names(r"dla_cifar_.*\.json") if res.device(n) != "cpu" and not res[n].get("partial")]
+
+
+def fig_dla_cifar(res: Results, plt):
+  files = [n for n in _dla_cifar_files(res)
+           if any((res[n].get(k) or {}).get("per_epoch") for k in ("ours", "peer"))]
+  if not files:
+    return None, [], "no dla_cifar_* result from a GPU (bench/dla_cifar.py)"
+  fig, ax = plt.subplots(figsize=(7, 4.2))
+  for i, name in enumerate(files):
+    r = res[name]
+    for who, color in (("ours", "C0"), ("peer", "C1")):
+      rows = [e for e in (r.get(who) or {}).get("per_epoch") or [] if e.get("test_accuracy") is not None]
+      if rows:
+        label = (f"{'ours (aila_jax)' if who == 'ours' else 'kuangliu peer (PyTorch)'}, {r['epochs']} epochs "
+                 f"({short_device(res.device(name))})")
+        ax.plot([e["epoch"] for e in rows], [100 * e["test_accuracy"] for e in rows], color=color,
+                ls=("-", "--", ":", "-.")[i % 4], lw=1.2, label=label)
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("CIFAR-10 test accuracy % (JPEG copy)")
+  ax.set_title("CIFAR DLA, the peer's recipe on the same data (bench/dla_cifar.py)", fontsize=10)
+  ax.legend(fontsize=7, loc="lower right")
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  return fig, files, None
+
+
 def fig_cifar_epochs(res: Results, plt):
   rows = _cifar_rows(res)
   if not rows:
@@ -412,6 +441,7 @@ FIGURES = {
     "glimpse_error.png": fig_glimpse,
     "wsram_compare.png": fig_wsram_compare,
     "cifar_accuracy_vs_epochs.png": fig_cifar_epochs,
+    "dla_cifar.png": fig_dla_cifar,
     "peer_ratios.png": fig_peers,
 }
 
@@ -589,8 +619,31 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
       rows.append((f"ResNet-50 with {net}, training throughput", f"{sm['ours_images_per_s']:,.0f} img/s",
                    "not available", f"{sm['throughput_ratio']:.2f}x the official MRLA code's faster mode",
                    src(name)))
-  rows.append(("DLA CIFAR-10 accuracy (200 epochs)", "not run on a GPU yet", "not available",
-               "not run", "none"))
+  for name in _dla_cifar_files(res):
+    r = res[name]
+    ours, peer = r.get("ours") or {}, r.get("peer") or {}
+
+    def described(run):
+      if "final_epoch_test_accuracy" not in run:
+        return "not run (" + str(run.get("skipped") or run.get("error") or "no result") + ")"
+      rate = run.get("train_images_per_s_after_epoch_1")
+      text = (f"{_pct(run['final_epoch_test_accuracy'])} final epoch (best epoch {_pct(run['best_epoch_test_accuracy'])}"
+              f", as the peer reports it)")
+      if rate:
+        text += f", {rate:,.0f} training img/s after epoch 1"
+      if run.get("stopped"):
+        text += f"; {run['stopped']}"
+      return text
+    seconds = ours.get("wall_seconds")
+    rows.append((f"DLA CIFAR-10 (kuangliu topology), {r['epochs']} epochs, batch {r['batch']}, the peer's recipe: "
+                 "test accuracy (JPEG copy)",
+                 described(ours) + (f"; {seconds:.0f} s for the whole run (compilation and evaluation included)"
+                                    if seconds and "final_epoch_test_accuracy" in ours else ""),
+                 "not applicable (the paper reports ImageNet)",
+                 described(peer), src(name)))
+  if not _dla_cifar_files(res):
+    rows.append(("DLA CIFAR-10 accuracy (200 epochs)", "not run on a GPU yet", "not available",
+                 "not run", "none"))
   # ELA.
   for name in res.names(r"ela_time_.*\.json"):
     for row in res[name]["rows"]:

@@ -24,6 +24,9 @@ def test_draws_every_figure_from_the_stored_results(tmp_path, stored):
     if name == "wsram_compare.png" and not list(RESULTS.glob("wsram_compare_*.json")):
       assert "not run on a GPU yet" in info["missing"] and not (tmp_path / name).exists()
       continue
+    if name == "dla_cifar.png" and not [p for p in RESULTS.glob("dla_cifar_*.json") if "_cpu" not in p.name]:
+      assert "no dla_cifar_* result from a GPU" in info["missing"] and not (tmp_path / name).exists()
+      continue
     assert "sources" in info, (name, info)  # bench/results holds data for every other figure
     data = (tmp_path / name).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 150_000, name
@@ -108,3 +111,26 @@ def test_compile_time_rows_per_impl_with_matmul_counts(tmp_path):
           "(3.00x); matmuls/distinct shapes: residual 3/3, aila1 51/14 |") in table
   assert "impl=reduce | residual 10.0 s (1.00x), aila1 15.0 s (1.50x); matmuls/distinct shapes: residual 3/3, aila1 3/3 |" \
       in table
+
+
+def test_dla_cifar_result_is_drawn_and_tabled(tmp_path):
+  # The keys bench/dla_cifar.py writes (tests/test_dla_cifar.py runs its smoke): a 2-epoch GPU run; a CPU smoke
+  # file beside it is neither drawn nor tabled.
+  epochs = lambda accs: [{"epoch": i + 1, "test_accuracy": a} for i, a in enumerate(accs)]
+  ours = {"per_epoch": epochs([0.83, 0.81]), "final_epoch_test_accuracy": 0.81, "best_epoch_test_accuracy": 0.83,
+          "train_images_per_s_after_epoch_1": 20000.0, "wall_seconds": 95.0}
+  peer = {"per_epoch": epochs([0.6, 0.8]), "final_epoch_test_accuracy": 0.8, "best_epoch_test_accuracy": 0.8,
+          "train_images_per_s_after_epoch_1": 5000.0}
+  (tmp_path / "dla_cifar_NVIDIA-H200_e2.json").write_text(json.dumps(
+      {"device": "NVIDIA H200", "epochs": 2, "batch": 128, "ours": ours, "peer": peer}))
+  (tmp_path / "dla_cifar_cpu.json").write_text(json.dumps(
+      {"device": "cpu", "epochs": 1, "batch": 32, "ours": ours, "peer": None}))
+  res = figures.Results(figures.collect([tmp_path]))
+  index = figures.draw(res, tmp_path / "figs")
+  assert index["dla_cifar.png"]["sources"] == [str(tmp_path / "dla_cifar_NVIDIA-H200_e2.json")]
+  table = figures.table_markdown(res)
+  assert ("| DLA CIFAR-10 (kuangliu topology), 2 epochs, batch 128, the peer's recipe: test accuracy (JPEG copy) | "
+          "81.00% final epoch (best epoch 83.00%, as the peer reports it), 20,000 training img/s after epoch 1; 95 s "
+          "for the whole run (compilation and evaluation included) | not applicable (the paper reports ImageNet) | "
+          "80.00% final epoch (best epoch 80.00%, as the peer reports it), 5,000 training img/s after epoch 1 |") in table
+  assert "batch 32" not in table and "DLA CIFAR-10 accuracy (200 epochs) | not run" not in table
