@@ -323,7 +323,13 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
         state, step_metrics = p_chunk(state, sharding.to_global(stacked, stacked_sharding))
         pending.append(((step - count + 1, count), step_metrics))
       if step == step0 + count:  # one sync: the first call's time is mostly compilation
-        jax.block_until_ready(state)
+        try:
+          jax.block_until_ready(state)
+        except jax.errors.JaxRuntimeError as e:  # a failure to record CUDA graphs gets the keys to change
+          explained = xla_options.explain_step_failure(e, xla_opts)
+          if explained is None:
+            raise
+          raise explained from e
         first_step_seconds, first_call_steps = time.perf_counter() - train_start, count
       if step % config.log_every == 0 or step == total:
         last_train = _flush(pending, writer, progress, ckpt, workdir, observe)

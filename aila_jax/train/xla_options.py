@@ -42,3 +42,31 @@ def compiler_options(config=None, backend: str | None = None) -> dict[str, Any] 
   enabled = config.get("xla_command_buffers", True) if config is not None else True
   backend = backend or jax.default_backend()
   return dict(COMMAND_BUFFERS) if enabled and backend in ("gpu", "cuda", "rocm") else None
+
+
+class CommandBufferError(RuntimeError):
+  """A GPU step failed while XLA recorded it into CUDA graphs (:data:`COMMAND_BUFFERS`); says what to change."""
+
+
+_RECORDING_FAILURES = ("cudnn", "command buffer", "cuda graph", "stream capture")
+
+
+def explain_step_failure(err: Exception, options: dict[str, Any] | None) -> CommandBufferError | None:
+  """A :class:`CommandBufferError` naming the config keys to change when ``err`` (raised by a train or eval step
+  compiled with ``options``) looks like a failure to record CUDA graphs; None when the step ran without them or
+  the error is something else (then it is re-raised as it is).
+
+  Seen once (one H100, 2026-12-05): the CIFAR DLA's first training step, loaded from the persistent compilation
+  cache by a second run of the same config, failed with ``cuDNN status 5003`` while XLA traced a convolution into
+  a command buffer; the same step compiled afresh in the first run had trained 30 epochs."""
+  if not options or "xla_gpu_enable_command_buffer" not in options:
+    return None
+  text = str(err)
+  if not any(k in text.lower() for k in _RECORDING_FAILURES):
+    return None
+  return CommandBufferError(
+      "a GPU step failed while XLA recorded it into CUDA graphs (config.xla_command_buffers=True): "
+      f"{text.splitlines()[0] if text else type(err).__name__}. Run again with --config.xla_command_buffers=False "
+      "(kernels launched one by one: slower for small steps, same maths), or with --config.compilation_cache=False "
+      "if the step came from the persistent compilation cache (this failure was seen on a cache hit). Nothing in the "
+      "workdir was changed by this step: a rerun resumes from its last checkpoint.")

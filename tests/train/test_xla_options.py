@@ -48,3 +48,28 @@ def test_command_line_switches_exist_in_the_default_config():
   assert config.xla_command_buffers is True and config.compilation_cache is True
   assert "compilation_cache_dir" in config and config.compilation_cache_dir is None
   config_check.check_config(config)
+
+
+def test_a_failure_to_record_cuda_graphs_names_the_keys_to_change():
+  cudnn = jax.errors.JaxRuntimeError("UNKNOWN: <unknown cudnn status: 5003>\nin external/xla+/cuda_dnn.cc(5245)")
+  err = xla_options.explain_step_failure(cudnn, xla_options.COMMAND_BUFFERS)
+  assert isinstance(err, xla_options.CommandBufferError)
+  assert "--config.xla_command_buffers=False" in str(err) and "--config.compilation_cache=False" in str(err)
+  assert "cudnn status: 5003" in str(err) and "cuda_dnn.cc" not in str(err)  # the first line only
+  assert xla_options.explain_step_failure(cudnn, None) is None  # no CUDA graphs: the error is not ours to explain
+  oom = jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 1.00GiB")
+  assert xla_options.explain_step_failure(oom, xla_options.COMMAND_BUFFERS) is None
+
+
+def test_trainer_explains_a_first_step_that_fails_to_record(monkeypatch, tmp_path, data_dir):
+  from aila_jax.train import trainer  # pylint: disable=import-outside-toplevel
+  from helpers import make_testing_config  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(xla_options, "compiler_options", lambda config: dict(xla_options.COMMAND_BUFFERS))
+
+  def fail(x):
+    raise jax.errors.JaxRuntimeError("UNKNOWN: <unknown cudnn status: 5003> [executable_name='jit_train_step']")
+  monkeypatch.setattr(trainer.jax, "block_until_ready", fail)
+  config = make_testing_config(data_dir, num_train_steps=2, eval_every=2, checkpoint_every=2)
+  with pytest.raises(xla_options.CommandBufferError, match="xla_command_buffers=False") as info:
+    trainer.train_and_evaluate(config, str(tmp_path / "w"))
+  assert isinstance(info.value.__cause__, jax.errors.JaxRuntimeError)
