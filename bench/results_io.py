@@ -45,6 +45,20 @@ MIN_ROWS = 64
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
 _EXACT_INT_IN_FLOAT = 2 ** 53
 _ABSENT = object()  # a row without the column (JSON null is a value, None, and stays in the JSON)
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def portable(obj: Any, repo: pathlib.Path = REPO) -> Any:
+  """``obj`` with every absolute path into this checkout or the folder beside it written relative to the
+  checkout (``/home/u/aila_jax/x`` -> ``x``, ``/home/u/shared/data`` -> ``../shared/data``), inside longer
+  strings too (a recorded command line): a stored result names no folder of the machine it ran on."""
+  if isinstance(obj, str):
+    return obj.replace(f"{repo}/", "").replace(f"{repo.parent}/", "../")
+  if isinstance(obj, dict):
+    return {portable(k, repo): portable(v, repo) for k, v in obj.items()}
+  if isinstance(obj, list):
+    return [portable(v, repo) for v in obj]
+  return obj
 
 
 def curves_path(path) -> pathlib.Path:
@@ -151,6 +165,7 @@ def save_result(path, result: dict, *, min_rows: int = MIN_ROWS, indent: int | N
     path: the summary's file name, ``NAME.json``.
     result: a JSON-able dict.
     min_rows: the shortest list of numeric dicts that goes into the arrays file.
+    (Paths into the checkout or beside it are stored relative to the checkout: :func:`portable`.)
     indent, ensure_ascii: passed to ``json.dumps`` for the summary.
 
   Returns:
@@ -161,7 +176,7 @@ def save_result(path, result: dict, *, min_rows: int = MIN_ROWS, indent: int | N
   if not isinstance(result, dict):
     raise TypeError(f"save_result: result must be a dict, got {type(result).__name__}")
   npz = curves_path(path)
-  summary, arrays = split_result(result, npz.name, min_rows=min_rows)
+  summary, arrays = split_result(portable(result), npz.name, min_rows=min_rows)
   written = []
   if arrays:
     buf = io.BytesIO()

@@ -124,3 +124,21 @@ def test_convert_rewrites_in_place_and_checks(tmp_path):
   untouched = tmp_path / "u.json"
   untouched.write_text('{"a":  [1, 2]}')
   assert results_io.convert(untouched) == (14, 14) and untouched.read_text() == '{"a":  [1, 2]}'
+
+
+def test_saved_results_name_no_folder_of_the_machine(tmp_path):
+  repo = tmp_path / "u" / "aila_jax"
+  result = {"command": f"bench/x.py --data_dir {tmp_path}/u/shared/data --out {repo}/runs/o",
+            "runs": [{"data_dir": f"{tmp_path}/u/shared/data", f"{repo}/key": 1}], "n": 3, "other": "/tmp/out"}
+  assert results_io.portable(result, repo) == {
+      "command": "bench/x.py --data_dir ../shared/data --out runs/o",
+      "runs": [{"data_dir": "../shared/data", "key": 1}], "n": 3, "other": "/tmp/out"}
+  written = results_io.save_result(tmp_path / "r.json", {"data_dir": str(REPO.parent / "shared" / "data")})
+  assert json.loads(written[-1].read_text()) == {"data_dir": "../shared/data"}
+
+
+def test_no_stored_result_names_a_home_or_checkout_folder():
+  for p in RESULTS.glob("*.json"):
+    text = p.read_text()
+    for root in ("/work/", "/home/", "/Users/", str(REPO.parent) + "/"):
+      assert root not in text, (p.name, root)
