@@ -11,6 +11,11 @@ if "--xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
 # Subprocesses (the CLI tests, the notebooks' kernels) inherit it.
 if "--xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+# XLA kills the process when a CPU all-reduce waits 40 s for some of its devices. With 8 forced devices on
+# CI's 2 cores that happened once (a notebook kernel, one run in 54 when rerun under load): 120 s gives a
+# straggler time to arrive; a real deadlock still ends the test, 80 s later.
+if "--xla_cpu_collective_call_terminate_timeout_seconds" not in os.environ["XLA_FLAGS"]:
+  os.environ["XLA_FLAGS"] += " --xla_cpu_collective_call_terminate_timeout_seconds=120"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pathlib  # noqa: E402
