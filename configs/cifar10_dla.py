@@ -17,6 +17,17 @@ are a commonly copied different statistic; the loader drops the last partial
 batch (390 steps per epoch, the peer runs 391); the offline copy of CIFAR-10
 in ``../shared/data`` is JPEG (quality 75), TFDS ``cifar10`` the original.
 
+The crops and flips are drawn in the jitted step (``augment_on='device'``,
+aila_jax/data/device_augment.py: the same distribution as the peer's
+torchvision transforms, other random draws): the host only gathers uint8 rows.
+Measured on 2 CPU cores (bench/augment_on.py): the numpy crop + flip +
+normalise makes ~50k img/s in one process, the uint8 gather ~1M; the trainer's
+own ceiling (a tiny MLP in place of the DLA) 20k img/s with the host setting,
+61k with the device one. The 30-epoch H100 result of 2026-12-05
+(bench/results/dla_cifar_*_e30.json: 11.6k img/s) used the host setting with
+12 worker processes; the device setting is not yet measured on a GPU.
+``--config.augment_on=host --config.worker_count=12`` restores it.
+
   AILA_DATA_DIR=../shared/data python train.py --config=configs/cifar10_dla.py --workdir=runs/cifar10_dla
 
 (The ImageNet DLA-34 topology with a CIFAR stem: ``--config.model_name=dla34_cifar``.)
@@ -33,7 +44,8 @@ def get_config(epochs: int = 200) -> ml_collections.ConfigDict:
   config = default.get_config()
   config.dataset = "cifar10"           # offline copy (JPEG q75) or TFDS
   config.augment = "crop_flip"         # pad 4, random 32x32 crop, horizontal flip
-  config.worker_count = 4              # grain worker processes decoding/augmenting batches
+  config.augment_on = "device"         # crop, flip and normalise in the jitted step (the host gathers uint8)
+  config.worker_count = 0              # the uint8 gather needs no worker processes
   config.model_name = "cifar_dla"      # kuangliu's DLA; dla34_cifar: DLA-34 with a CIFAR stem
   config.model = ml_collections.ConfigDict()
   config.batch_size = 128

@@ -37,6 +37,9 @@ class Dataset:
   model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   augment: Callable[[Batch, np.random.Generator], Batch] | None = None  # on raw batches
   info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # config.augment_on='device': augmentation and normalisation in the jitted step
+  # (aila_jax/data/device_augment.py); the pipeline then applies its ``host_preprocess`` only
+  device_transform: Any = None
 
 
 _BUILDERS: dict[str, Callable[[Any], Dataset]] = {}
@@ -85,6 +88,14 @@ class Normalize:
     return out
 
 
+def uint8_images(batch: Batch) -> Batch:
+  """What the pipeline does with ``config.augment_on='device'``: images stay uint8, labels become int32."""
+  out = dict(batch)
+  out["image"] = np.asarray(batch["image"], np.uint8)
+  out["label"] = np.asarray(batch["label"]).astype(np.int32)
+  return out
+
+
 def random_crop_flip(batch: Batch, rng: np.random.Generator, *, pad: int = 4) -> Batch:
   """Standard CIFAR augmentation on a uint8 batch: pad by ``pad`` (zeros), random crop, random h-flip."""
   images = batch["image"]  # (B, H, W, C)
@@ -119,9 +130,19 @@ def image_classification(config, spec: sources.DatasetSpec) -> Dataset:
   sources.check_source(test, spec, split="test")
   preprocess = Normalize(spec.mean, spec.std)
   example = preprocess({"image": np.zeros((1,) + spec.image_shape, np.uint8), "label": np.zeros(1, np.int64)})
+  device_transform = None
+  where = config.get("augment_on", "host")
+  if where not in ("host", "device"):
+    raise ConfigError(f"config.augment_on: expected 'host' (numpy, in the input pipeline) or 'device' (in the "
+                      f"jitted step), got {where!r}")
+  if where == "device":  # jax is imported here only: grain's workers never need it
+    from aila_jax.data import device_augment  # pylint: disable=g-import-not-at-top
+    device_transform = device_augment.DeviceImageTransform(
+        mean=tuple(spec.mean), std=tuple(spec.std), crop_pad=4 if augment == "crop_flip" else None,
+        host_preprocess=uint8_images)
   return Dataset(name=spec.name, train=train, eval={"test": test}, preprocess=preprocess,
                  example=example, model_kwargs={"num_classes": spec.num_classes},
-                 augment=IMAGE_AUGMENTATIONS[augment])
+                 augment=IMAGE_AUGMENTATIONS[augment], device_transform=device_transform)
 
 
 for _name, _spec in sources.DATASETS.items():

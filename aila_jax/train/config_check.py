@@ -28,6 +28,7 @@ _SPEC: dict[str, tuple[Any, Callable[[Any], bool] | None, str]] = {
     "data_source": (str, lambda v: v in ("auto", "local", "tfds"), "'auto', 'local' or 'tfds'"),
     "tfds_download": (bool, None, "a bool"),
     "augment": (str, None, "an augmentation name"),
+    "augment_on": (str, lambda v: v in ("host", "device"), "'host' or 'device'"),
     "worker_count": (int, lambda v: v >= 0, "an int >= 0"),
     "model_name": (str, None, "a model name"),
     "task": (str, None, "a task name"),

@@ -24,9 +24,10 @@ import numpy as np
 import optax
 
 from aila_jax import models, tasks
-from aila_jax.data import datasets, pipeline
+from aila_jax.data import datasets, device_augment, pipeline, sources
 from aila_jax.train import checkpoint, config_check, ela as ela_lib, metrics as metrics_lib, optim, sharding
 from aila_jax.train import compile_cache, multihost, xla_options
+from aila_jax.errors import ConfigError
 from aila_jax.train.state import TrainState, param_count, unfreeze
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -42,8 +43,11 @@ def step_rngs(rng: jax.Array, step) -> dict[str, jax.Array]:
   return {name: jax.random.fold_in(base, i) for i, name in enumerate(tasks.RNG_STREAMS)}
 
 
-def train_step(state: TrainState, batch: dict, *, task, schedule) -> tuple[TrainState, dict]:
-  """One optimizer update; returns the new state and this step's metrics (batch means)."""
+def train_step(state: TrainState, batch: dict, *, task, schedule, transform=None) -> tuple[TrainState, dict]:
+  """One optimizer update; returns the new state and this step's metrics (batch means). ``transform`` (the
+  dataset's ``device_transform``, ``config.augment_on='device'``) augments and normalises the batch first."""
+  if transform is not None:
+    batch = transform(batch, device_augment.step_key(state.rng, state.step))
   rngs = step_rngs(state.rng, state.step)
   mutable = tuple(state.model_state.keys())
 
@@ -58,14 +62,17 @@ def train_step(state: TrainState, batch: dict, *, task, schedule) -> tuple[Train
   return state.apply_gradients(grads, model_state=new_model_state), step_metrics
 
 
-def train_steps(state: TrainState, batches: dict, *, task, schedule) -> tuple[TrainState, dict]:
+def train_steps(state: TrainState, batches: dict, *, task, schedule, transform=None) -> tuple[TrainState, dict]:
   """``K`` optimizer updates in one call (``config.steps_per_call``): a ``lax.scan`` of :func:`train_step` over
   ``batches`` stacked ``[K, B, ...]``; the metrics come back stacked ``[K]``. The same updates as K calls of
   :func:`train_step` (each step's random streams come from ``state.step``), in one dispatch."""
-  return jax.lax.scan(lambda st, batch: train_step(st, batch, task=task, schedule=schedule), state, batches)
+  return jax.lax.scan(lambda st, batch: train_step(st, batch, task=task, schedule=schedule, transform=transform),
+                      state, batches)
 
 
-def eval_step(state: TrainState, batch: dict, *, task) -> dict:
+def eval_step(state: TrainState, batch: dict, *, task, transform=None) -> dict:
+  if transform is not None:  # normalisation only
+    batch = transform(batch, None)
   rngs = step_rngs(jax.random.fold_in(state.rng, 0x5EED), 0)  # the same draws at every eval
   return task.eval_sums(state.apply_fn, state.variables(), batch, rngs=rngs)
 
@@ -196,8 +203,14 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   tx = optim.make_optimizer(config.optimizer, schedule)
   # records read per process (reported at the end); grain's worker processes would count in their own copies
   read_counter = multihost.count_reads(dataset.train) if config.get("worker_count", 0) == 0 else None
+  transform = dataset.device_transform  # config.augment_on='device': augment and normalise in the steps
+  if config.get("augment_on", "host") == "device" and transform is None:
+    raise ConfigError(f"config.augment_on='device': dataset {config.dataset!r} has no device augmentation; "
+                      f"the image datasets have it ({', '.join(sorted(sources.DATASETS))}); use 'host'")
+  host_preprocess = dataset.preprocess if transform is None else transform.host_preprocess
   train_ds = pipeline.train_dataset(dataset.train if read_counter is None else read_counter,
-                                    preprocess=dataset.preprocess, augment=dataset.augment,
+                                    preprocess=host_preprocess,
+                                    augment=dataset.augment if transform is None else None,
                                     batch_size=config.batch_size, seed=config.seed, process_index=pi,
                                     process_count=pc)
 
@@ -245,12 +258,13 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
     """The model and steps for a skip set: built (and later compiled, each when first called) once per set."""
     if skip not in variants:
       apply_fn = model.apply if not skip else model.clone(skip_layers=skip).apply
-      variants[skip] = (apply_fn, jax.jit(functools.partial(train_step, task=task, schedule=schedule),
+      variants[skip] = (apply_fn, jax.jit(functools.partial(train_step, task=task, schedule=schedule,
+                                                            transform=transform),
                                           in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
                                           donate_argnums=0, compiler_options=xla_opts),
-                        jax.jit(functools.partial(eval_step, task=task), in_shardings=(repl, data_sharding),
+                        jax.jit(functools.partial(eval_step, task=task, transform=transform), in_shardings=(repl, data_sharding),
                                 out_shardings=repl, compiler_options=xla_opts),
-                        jax.jit(functools.partial(train_steps, task=task, schedule=schedule),
+                        jax.jit(functools.partial(train_steps, task=task, schedule=schedule, transform=transform),
                                 in_shardings=(repl, stacked_sharding), out_shardings=(repl, repl),
                                 donate_argnums=0, compiler_options=xla_opts))
       if len(variants) > 1 and pi == 0:
@@ -270,7 +284,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
     for split, source in dataset.eval.items():
       prefix = "eval" if split == "test" else f"eval_{split}"
       sums = evaluate(eval_state, p_eval_now, pipeline.eval_batches(
-          source, preprocess=dataset.preprocess, batch_size=config.eval_batch_size, process_index=pi,
+          source, preprocess=host_preprocess, batch_size=config.eval_batch_size, process_index=pi,
           process_count=pc), data_sharding)
       result.update({prefix + k[4:]: v for k, v in sums.items()})
     result["eval/seconds"] = time.perf_counter() - t

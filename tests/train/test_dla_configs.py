@@ -14,6 +14,7 @@ def test_recipe_is_the_peers():
     config_check.check_config(config)
     assert (config.dataset, config.augment, config.model_name, config.batch_size) == (
         "cifar10", "crop_flip", "cifar_dla", 128)
+    assert config.augment_on == "device"  # drawn in the step (tests/data/test_device_augment.py)
     opt = config.optimizer
     assert (opt.name, opt.learning_rate, opt.momentum, opt.weight_decay) == ("momentum", 0.1, 0.9, 5e-4)
     assert config.schedule.name == "epoch_cosine" and config.schedule.steps_per_epoch == 390
