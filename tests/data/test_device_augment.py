@@ -100,3 +100,14 @@ def test_bad_augment_on_is_a_config_error(tmp_path, data_dir):
   config.augment_on = "device"
   with pytest.raises(ConfigError, match="augment_on='device': dataset .* has no device augmentation"):
     train_and_evaluate(config, tmp_path / "b")
+
+
+def test_draws_do_not_depend_on_how_the_batch_is_sharded():
+  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  key = jax.random.PRNGKey(11)
+  one = device_augment.crop_flip_draws(key, 64, 4)
+  split = jax.jit(lambda k: device_augment.crop_flip_draws(k, 64, 4), out_shardings=sharded)(key)
+  assert jax.device_count() == 8 and len(split[0].sharding.device_set) == 8
+  for a, b in zip(one, split):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
