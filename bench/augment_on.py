@@ -7,8 +7,10 @@ Two measurements, each setting interleaved in one process:
    setting leaves to the host;
 2. the trainer (``configs/cifar10_dla.py`` with a tiny MLP in place of the DLA, so the step costs almost
    nothing and the rate is the trainer's own ceiling: pipeline, transfer, dispatch) with
-   ``augment_on='host'`` and ``'device'``, ``worker_count=0``, one epoch of 390 steps each, the first step
-   (compilation) left out.
+   ``augment_on='host'`` and ``'device'``, each with ``eval_cache_mb`` 0 (the test set read anew at each
+   evaluation) and 512 (kept on the devices after the first), ``worker_count=0``: one epoch of 390 steps
+   with 10 evaluations of the 10,000 test images; training img/s without the first step (compilation)
+   and the evaluations, and the median seconds of an evaluation (the first, compiling one left out).
 
   python bench/augment_on.py --data_dir ../shared/data --out bench/results
 
@@ -52,20 +54,32 @@ def pipeline_rates(data_dir: str, batches: int, rounds: int) -> dict[str, float]
   return {k: batches * 128 / float(np.median(v)) for k, v in times.items()}
 
 
+VARIANTS = {"host": ("host", 0.0), "device": ("device", 0.0), "host, eval cache": ("host", 512.0),
+            "device, eval cache": ("device", 512.0)}
+
+
 def trainer_rates(data_dir: str, rounds: int) -> dict[str, dict]:
+  """Training img/s (evaluations taken out) and the seconds of the 2nd-10th evaluations of the test set."""
   from aila_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  from aila_jax.train.metrics import read_metrics  # pylint: disable=g-import-not-at-top
   from configs import cifar10_dla  # pylint: disable=g-import-not-at-top
-  out = {"host": [], "device": []}
+  out = {k: {"images_per_s": [], "eval_seconds": []} for k in VARIANTS}
   for _ in range(rounds):
-    for where in out:
+    for name, (where, cache_mb) in VARIANTS.items():
       c = cifar10_dla.get_config(epochs=1)
       c.data_dir, c.model_name, c.model, c.dtype = data_dir, "mlp", {"hidden": (16,)}, "float32"
       steps = c.num_train_steps
-      c.log_every, c.eval_every, c.checkpoint_every, c.progress = steps, 0, steps, False
-      c.augment_on, c.worker_count = where, 0
-      r = train_and_evaluate(c, pathlib.Path(tempfile.mkdtemp(prefix="aug_")) / where)
-      out[where].append((steps - 1) * c.batch_size / (r["train_seconds"] - r["first_step_seconds"]))
-  return {k: {"images_per_s_median": float(np.median(v)), "images_per_s": v} for k, v in out.items()}
+      c.log_every, c.eval_every, c.checkpoint_every, c.progress = steps // 10, steps // 10, steps, False
+      c.augment_on, c.worker_count, c.eval_cache_mb = where, 0, cache_mb
+      workdir = pathlib.Path(tempfile.mkdtemp(prefix="aug_")) / "run"
+      r = train_and_evaluate(c, workdir)
+      evals = [row["eval/seconds"] for row in read_metrics(workdir) if "eval/seconds" in row]
+      in_training = sum(evals[:-1])  # the last eval (at the final step) comes after train_seconds
+      out[name]["images_per_s"].append(
+          (steps - 1) * c.batch_size / (r["train_seconds"] - r["first_step_seconds"] - in_training))
+      out[name]["eval_seconds"].append(float(np.median(evals[1:])))  # the first one compiles
+  return {k: {"images_per_s_median": float(np.median(v["images_per_s"])),
+              "eval_seconds_median": float(np.median(v["eval_seconds"])), **v} for k, v in out.items()}
 
 
 def main(argv=None):
@@ -84,13 +98,17 @@ def main(argv=None):
             "trainer_tiny_mlp": trainer_rates(args.data_dir, args.rounds)}
   t = result["trainer_tiny_mlp"]
   result["trainer_ratio_device_vs_host"] = t["device"]["images_per_s_median"] / t["host"]["images_per_s_median"]
+  result["eval_seconds_ratio_cache_vs_none"] = {
+      where: t[f"{where}, eval cache"]["eval_seconds_median"] / t[where]["eval_seconds_median"]
+      for where in ("host", "device")}
   name = f"augment_on_{kind.replace(' ', '-')}{'_' + args.tag if args.tag else ''}.json"
   path = pathlib.Path(args.out) / name
   save_result(path, result, indent=2)
   for k, v in result["pipeline_images_per_s"].items():
     print(f"pipeline {k:36s} {v:10,.0f} img/s")
   for k, v in t.items():
-    print(f"trainer (tiny MLP) augment_on={k:7s} {v['images_per_s_median']:10,.0f} img/s")
+    print(f"trainer (tiny MLP) augment_on={k:20s} {v['images_per_s_median']:10,.0f} img/s, "
+          f"an evaluation {v['eval_seconds_median']:.3f} s")
   print(f"ratio device/host {result['trainer_ratio_device_vs_host']:.2f}x; wrote {path}")
 
 

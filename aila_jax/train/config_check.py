@@ -30,6 +30,7 @@ _SPEC: dict[str, tuple[Any, Callable[[Any], bool] | None, str]] = {
     "augment": (str, None, "an augmentation name"),
     "augment_on": (str, lambda v: v in ("host", "device"), "'host' or 'device'"),
     "worker_count": (int, lambda v: v >= 0, "an int >= 0"),
+    "eval_cache_mb": (_NUM, lambda v: v >= 0, "a number of MiB >= 0 (0: read the eval sets anew each time)"),
     "model_name": (str, None, "a model name"),
     "task": (str, None, "a task name"),
     "label_smoothing": (_NUM, lambda v: 0 <= v < 1, "a number in [0, 1)"),

@@ -93,11 +93,11 @@ def _build_state(model, tx, task, example: dict, seed: int, mesh) -> TrainState:
   return jax.jit(init, out_shardings=sharding.replicated(mesh))()
 
 
-def evaluate(state, eval_fn, batches, batch_sharding) -> dict[str, float]:
-  """Sums ``eval_fn`` over all batches on device, then divides by the example count."""
+def evaluate(state, eval_fn, batches) -> dict[str, float]:
+  """Sums ``eval_fn`` over all batches (global arrays) on device, then divides by the example count."""
   total = None
   for batch in batches:
-    sums = eval_fn(state, sharding.to_global(batch, batch_sharding))
+    sums = eval_fn(state, batch)
     total = sums if total is None else jax.tree_util.tree_map(jnp.add, total, sums)
   total = jax.device_get(total)
   count = float(total.pop("count"))
@@ -274,6 +274,29 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   _, p_train, p_eval, p_chunk = variant(())
   current_skip = ()
 
+  eval_cache: dict[str, list | None] = {}  # split -> its batches on the devices; None: larger than the budget
+  eval_cache_bytes = int(float(config.get("eval_cache_mb", 512)) * 2**20)
+
+  def eval_inputs(split, source):
+    """The split's eval batches as global arrays. The first eval reads them through the pipeline and keeps
+    them on the devices when this process's share fits ``config.eval_cache_mb`` (0: never), so later evals
+    do no host work; a larger split is read anew each time."""
+    if eval_cache.get(split) is not None:
+      yield from eval_cache[split]
+      return
+    keep = [] if split not in eval_cache and eval_cache_bytes > 0 else None
+    size = 0
+    for batch in pipeline.eval_batches(source, preprocess=host_preprocess, batch_size=config.eval_batch_size,
+                                       process_index=pi, process_count=pc):
+      size += sum(np.asarray(v).nbytes for v in batch.values())
+      batch = sharding.to_global(batch, data_sharding)
+      if keep is not None and size > eval_cache_bytes:
+        keep = None
+      if keep is not None:
+        keep.append(batch)
+      yield batch
+    eval_cache[split] = keep
+
   def run_eval(step):
     t = time.perf_counter()
     result = {}
@@ -283,9 +306,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
       eval_state = state.replace(apply_fn=apply_fn)
     for split, source in dataset.eval.items():
       prefix = "eval" if split == "test" else f"eval_{split}"
-      sums = evaluate(eval_state, p_eval_now, pipeline.eval_batches(
-          source, preprocess=host_preprocess, batch_size=config.eval_batch_size, process_index=pi,
-          process_count=pc), data_sharding)
+      sums = evaluate(eval_state, p_eval_now, eval_inputs(split, source))
       result.update({prefix + k[4:]: v for k, v in sums.items()})
     result["eval/seconds"] = time.perf_counter() - t
     writer.write(step, result)
