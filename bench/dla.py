@@ -234,6 +234,7 @@ def cifar_run(args, data_dir, epochs, batch=128):
   after_first = r["train_seconds"] - r["first_step_seconds"]
   out = {"config": "configs/cifar10_dla.py", "model": config.model_name, "epochs": epochs,
          "train_images": n_train, "steps": r["step"], "batch": batch, "worker_count": config.worker_count,
+         "augment_on": config.get("augment_on", "host"), "eval_cache_mb": config.get("eval_cache_mb", 0),
          "final_test_accuracy": r["eval/accuracy"],
          "best_epoch_test_accuracy": max(e["accuracy"] for e in evals) if evals else None,
          "evals": evals, "train_seconds": r["train_seconds"], "first_step_seconds": r["first_step_seconds"],
