@@ -22,7 +22,7 @@ aila_jax/data/device_augment.py: the same distribution as the peer's
 torchvision transforms, other random draws): the host only gathers uint8 rows.
 Measured on 2 CPU cores (bench/augment_on.py): the numpy crop + flip +
 normalise makes ~50k img/s in one process, the uint8 gather ~1M; the trainer's
-own ceiling (a tiny MLP in place of the DLA) 20k img/s with the host setting,
+own ceiling (a tiny MLP in place of the DLA) 21k img/s with the host setting,
 61k with the device one. The 30-epoch H100 result of 2026-12-05
 (bench/results/dla_cifar_*_e30.json: 11.6k img/s) used the host setting with
 12 worker processes; the device setting is not yet measured on a GPU.
