@@ -1,0 +1,164 @@
+r"""ELA's accuracy claim (issue 16): paired CIFAR-10 ResNet-56 runs with and without ELA, several seeds.
+
+Each run is ``train.py --config=configs/cifar10_resnet56_ela.py:MIXER,ela|noela,epochs=N`` with
+``--config.seed=S`` in its own workdir, a subprocess; ``--jobs K`` of them at once (they share the GPU:
+their test accuracies compare, their seconds only with runs that shared it the same way, so the JSON
+keeps ``jobs``; time the savings alone with bench/ela_time.py). Runs start seed by seed, each seed's
+ELA/no-ELA pairs together, so a budget that stops early still leaves complete pairs. Past
+``--budget_s`` no run starts; a run still going at ``--budget_s + --grace_s`` gets SIGTERM (the trainer
+saves a checkpoint and stops: the run is reported as preempted, not as finished).
+
+Per run: final test accuracy, training seconds (and the first step's), the skip set and recompiles. Per
+mixer: the mean and sample standard deviation over the seeds finished in both arms, and the mean
+difference ELA - no ELA of accuracy and training seconds.
+
+  python bench/ela_accuracy.py --data_dir ../shared/data --out bench/results --epochs 15 --seeds 0,1,2 \
+      --jobs 4 --budget_s 500
+
+``--set KEY=VALUE`` passes ``--config.KEY=VALUE`` to every run (e.g. ``model.depth=8`` and
+``num_train_steps=4`` for a CPU smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.results_io import save_result  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+def plan(mixers, seeds, epochs):
+  """(mixer, arm, seed) in start order: seed-major, both arms of a mixer together."""
+  return [(m, arm, s) for s in seeds for m in mixers for arm in ("noela", "ela")]
+
+
+def command(mixer, arm, seed, epochs, data_dir, workdir, sets):
+  return [sys.executable, str(REPO / "train.py"),
+          f"--config={REPO / 'configs' / 'cifar10_resnet56_ela.py'}:{mixer},{arm},epochs={epochs}",
+          f"--workdir={workdir}", f"--config.seed={seed}", f"--config.data_dir={data_dir}",
+          "--config.progress=False", *[f"--config.{kv}" for kv in sets]]
+
+
+def summarise(runs: list[dict], mixers) -> dict:
+  out = {}
+  for m in mixers:
+    done = {(r["arm"], r["seed"]): r for r in runs if r["mixer"] == m and r.get("status") == "finished"}
+    seeds = sorted({s for (arm, s) in done if ("ela", s) in done and ("noela", s) in done})
+    row = {"paired_seeds": seeds}
+    for arm in ("noela", "ela"):
+      acc = [done[(arm, s)]["test_accuracy"] for s in seeds]
+      sec = [done[(arm, s)]["train_seconds"] for s in seeds]
+      row[arm] = {"test_accuracy_mean": statistics.fmean(acc) if acc else None,
+                  "test_accuracy_std": statistics.stdev(acc) if len(acc) > 1 else None,
+                  "train_seconds_mean": statistics.fmean(sec) if sec else None}
+    if seeds:
+      row["accuracy_ela_minus_noela"] = row["ela"]["test_accuracy_mean"] - row["noela"]["test_accuracy_mean"]
+      row["train_seconds_ela_over_noela"] = row["ela"]["train_seconds_mean"] / row["noela"]["train_seconds_mean"]
+    out[m] = row
+  return out
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--data_dir", required=True)
+  ap.add_argument("--out", default="bench/results")
+  ap.add_argument("--epochs", type=int, default=15)
+  ap.add_argument("--seeds", default="0,1,2")
+  ap.add_argument("--mixers", default="mrla_base,aila2")
+  ap.add_argument("--jobs", type=int, default=4)
+  ap.add_argument("--budget_s", type=float, default=500)
+  ap.add_argument("--grace_s", type=float, default=60)
+  ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+  ap.add_argument("--tag", default="")
+  args = ap.parse_args(argv)
+  mixers = [m for m in args.mixers.split(",") if m]
+  seeds = [int(s) for s in args.seeds.split(",") if s]
+  if args.jobs < 1:
+    ap.error("--jobs: expected an int >= 1")
+  data_dir = str(pathlib.Path(args.data_dir).resolve())
+  root = pathlib.Path(tempfile.mkdtemp(prefix="ela_acc_"))
+  env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")  # several runs share one GPU
+  todo, running, runs = plan(mixers, seeds, args.epochs), [], []
+  t0 = time.perf_counter()
+  while todo or running:
+    while todo and len(running) < args.jobs and time.perf_counter() - t0 < args.budget_s:
+      mixer, arm, seed = todo.pop(0)
+      workdir = root / f"{mixer}_{arm}_s{seed}"
+      log = open(root / f"{workdir.name}.log", "w")  # pylint: disable=consider-using-with
+      cmd = command(mixer, arm, seed, args.epochs, data_dir, workdir, args.set)
+      proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
+                              start_new_session=True)
+      running.append((proc, log, {"mixer": mixer, "arm": arm, "seed": seed, "workdir": workdir,
+                                  "started_s": time.perf_counter() - t0}))
+      print(f"[{time.perf_counter() - t0:6.0f} s] started {workdir.name}", flush=True)
+    if todo and not running:  # the budget ran out before these could start
+      runs += [{"mixer": m, "arm": a, "seed": s, "status": "not started (budget)"} for m, a, s in todo]
+      todo = []
+    for item in list(running):
+      proc, log, info = item
+      if proc.poll() is None:
+        if time.perf_counter() - t0 > args.budget_s + args.grace_s and not info.get("terminated"):
+          os.killpg(proc.pid, signal.SIGTERM)
+          info["terminated"] = True
+        continue
+      running.remove(item)
+      log.close()
+      workdir = info.pop("workdir")
+      final = workdir / "final_metrics.json"
+      rec = {**{k: v for k, v in info.items() if k != "terminated"}, "returncode": proc.returncode,
+             "wall_s": time.perf_counter() - t0 - info["started_s"]}
+      if final.exists():
+        m = json.loads(final.read_text())
+        rec.update(status="preempted" if m.get("preempted") or info.get("terminated") else "finished",
+                   step=m.get("step"), test_accuracy=m.get("eval/accuracy"), test_loss=m.get("eval/loss"),
+                   train_seconds=m.get("train_seconds"), first_step_seconds=m.get("first_step_seconds"),
+                   skip_set=m.get("ela/skip_set"), recompiles=m.get("ela/recompiles"))
+      else:
+        tail = (root / f"{workdir.name}.log").read_text()[-1500:]
+        rec.update(status="terminated" if info.get("terminated") else "failed", log_tail=tail)
+      runs.append(rec)
+      print(f"[{time.perf_counter() - t0:6.0f} s] {workdir.name}: {rec['status']}"
+            + (f", test accuracy {rec['test_accuracy']:.4f}" if rec.get("test_accuracy") is not None else ""),
+            flush=True)
+    time.sleep(0.5)
+
+  try:
+    import jax  # pylint: disable=g-import-not-at-top
+    dev = jax.devices()[0]
+    device = getattr(dev, "device_kind", dev.platform)
+  except Exception:  # pylint: disable=broad-except
+    device = "unknown"
+  result = {"device": device, "command": "bench/ela_accuracy.py " + " ".join(argv if argv is not None
+                                                                            else sys.argv[1:]),
+            "config": "configs/cifar10_resnet56_ela.py", "epochs": args.epochs, "seeds": seeds, "jobs": args.jobs,
+            "sets": args.set, "note": ("runs shared the device --jobs at a time: accuracies compare, seconds only "
+                                       "between runs that shared it alike"),
+            "summary": summarise(runs, mixers), "runs": runs, "wall_s": time.perf_counter() - t0}
+  name = f"ela_accuracy_{device.replace(' ', '-')}_e{args.epochs}{'_' + args.tag if args.tag else ''}.json"
+  path = pathlib.Path(args.out) / name
+  path.parent.mkdir(parents=True, exist_ok=True)
+  save_result(path, result, indent=2)
+  for m, row in result["summary"].items():
+    if row["paired_seeds"]:
+      print(f"{m}: seeds {row['paired_seeds']}: no ELA {100 * row['noela']['test_accuracy_mean']:.2f}%, "
+            f"ELA {100 * row['ela']['test_accuracy_mean']:.2f}% ({100 * row['accuracy_ela_minus_noela']:+.2f}), "
+            f"training seconds ELA / no ELA {row['train_seconds_ela_over_noela']:.3f}")
+    else:
+      print(f"{m}: no seed finished in both arms")
+  print("wrote", path)
+  return 0 if all(r.get("status") == "finished" for r in runs) else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,32 @@
+"""bench/ela_accuracy.py: start order (complete pairs first), the commands, and the paired summary."""
+import numpy as np
+import pytest
+
+from bench import ela_accuracy
+
+
+def test_plan_starts_both_arms_of_a_seed_before_the_next_seed():
+  order = ela_accuracy.plan(["mrla_base", "aila2"], [0, 1], 15)
+  assert order[:4] == [("mrla_base", "noela", 0), ("mrla_base", "ela", 0), ("aila2", "noela", 0), ("aila2", "ela", 0)]
+  assert len(order) == 8 and {s for _, _, s in order[4:]} == {1}
+
+
+def test_command_names_the_config_arm_epochs_seed_and_overrides(tmp_path):
+  cmd = ela_accuracy.command("aila2", "ela", 2, 15, "/d", tmp_path / "w", ["model.depth=20"])
+  assert cmd[2].endswith("configs/cifar10_resnet56_ela.py:aila2,ela,epochs=15")
+  assert f"--workdir={tmp_path / 'w'}" in cmd and "--config.seed=2" in cmd and "--config.data_dir=/d" in cmd
+  assert cmd[-1] == "--config.model.depth=20"
+
+
+def test_summary_uses_only_seeds_finished_in_both_arms():
+  def run(arm, seed, acc, sec, status="finished"):
+    return {"mixer": "mrla_base", "arm": arm, "seed": seed, "status": status, "test_accuracy": acc,
+            "train_seconds": sec}
+  runs = [run("noela", 0, 0.90, 100.0), run("ela", 0, 0.91, 80.0), run("noela", 1, 0.92, 110.0),
+          run("ela", 1, 0.90, 90.0), run("noela", 2, 0.5, 10.0), run("ela", 2, 0.1, 1.0, status="preempted")]
+  row = ela_accuracy.summarise(runs, ["mrla_base"])["mrla_base"]
+  assert row["paired_seeds"] == [0, 1]
+  assert row["noela"]["test_accuracy_mean"] == pytest.approx(0.91)
+  assert row["ela"]["test_accuracy_std"] == pytest.approx(np.std([0.91, 0.90], ddof=1))
+  assert row["accuracy_ela_minus_noela"] == pytest.approx(0.905 - 0.91)
+  assert row["train_seconds_ela_over_noela"] == pytest.approx(85.0 / 105.0)
