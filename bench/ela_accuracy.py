@@ -15,6 +15,9 @@ difference ELA - no ELA of accuracy and training seconds.
   python bench/ela_accuracy.py --data_dir ../shared/data --out bench/results --epochs 15 --seeds 0,1,2 \
       --jobs 4 --budget_s 500
 
+On the GPU machine the 56 MB data file travels in two parts (``--data_parts DIR_A DIR_B``, made by
+``python bench/dla_cifar.py --split_to DIR_A DIR_B``; part B in a second call on the same warm machine).
+
 ``--set KEY=VALUE`` passes ``--config.KEY=VALUE`` to every run (e.g. ``model.depth=8`` and
 ``num_train_steps=4`` for a CPU smoke run).
 """
@@ -71,7 +74,9 @@ def summarise(runs: list[dict], mixers) -> dict:
 
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  ap.add_argument("--data_dir", required=True)
+  ap.add_argument("--data_dir", help="the folder holding cifar10_jpeg_bytes.npz")
+  ap.add_argument("--data_parts", nargs=2, metavar=("DIR_A", "DIR_B"),
+                  help="the data file in two parts (bench/dla_cifar.py --split_to), rebuilt and checked first")
   ap.add_argument("--out", default="bench/results")
   ap.add_argument("--epochs", type=int, default=15)
   ap.add_argument("--seeds", default="0,1,2")
@@ -86,8 +91,14 @@ def main(argv=None):
   seeds = [int(s) for s in args.seeds.split(",") if s]
   if args.jobs < 1:
     ap.error("--jobs: expected an int >= 1")
-  data_dir = str(pathlib.Path(args.data_dir).resolve())
   root = pathlib.Path(tempfile.mkdtemp(prefix="ela_acc_"))
+  if args.data_parts:
+    from bench.dla_cifar import assemble_parts  # pylint: disable=g-import-not-at-top
+    data_dir = str(assemble_parts(*map(pathlib.Path, args.data_parts), root / "data").parent)
+  elif args.data_dir:
+    data_dir = str(pathlib.Path(args.data_dir).resolve())
+  else:
+    ap.error("give --data_dir or --data_parts DIR_A DIR_B")
   env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")  # several runs share one GPU
   todo, running, runs = plan(mixers, seeds, args.epochs), [], []
   t0 = time.perf_counter()
@@ -141,6 +152,8 @@ def main(argv=None):
     device = "unknown"
   result = {"device": device, "command": "bench/ela_accuracy.py " + " ".join(argv if argv is not None
                                                                             else sys.argv[1:]),
+            "data": (f"--data_parts {' '.join(args.data_parts)} (rebuilt, every array's sha256 checked)"
+                     if args.data_parts else "--data_dir"),
             "config": "configs/cifar10_resnet56_ela.py", "epochs": args.epochs, "seeds": seeds, "jobs": args.jobs,
             "sets": args.set, "note": ("runs shared the device --jobs at a time: accuracies compare, seconds only "
                                        "between runs that shared it alike"),
