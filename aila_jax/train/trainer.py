@@ -25,9 +25,9 @@ import optax
 
 from aila_jax import models, tasks
 from aila_jax.data import datasets, device_augment, pipeline, sources
+from aila_jax.errors import ConfigError
 from aila_jax.train import checkpoint, config_check, ela as ela_lib, metrics as metrics_lib, optim, sharding
 from aila_jax.train import compile_cache, multihost, xla_options
-from aila_jax.errors import ConfigError
 from aila_jax.train.state import TrainState, param_count, unfreeze
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -262,8 +262,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
                                                             transform=transform),
                                           in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
                                           donate_argnums=0, compiler_options=xla_opts),
-                        jax.jit(functools.partial(eval_step, task=task, transform=transform), in_shardings=(repl, data_sharding),
-                                out_shardings=repl, compiler_options=xla_opts),
+                        jax.jit(functools.partial(eval_step, task=task, transform=transform),
+                                in_shardings=(repl, data_sharding), out_shardings=repl, compiler_options=xla_opts),
                         jax.jit(functools.partial(train_steps, task=task, schedule=schedule, transform=transform),
                                 in_shardings=(repl, stacked_sharding), out_shardings=(repl, repl),
                                 donate_argnums=0, compiler_options=xla_opts))
