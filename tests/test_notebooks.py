@@ -39,6 +39,17 @@ def test_committed_outputs_name_no_path_of_the_machine_that_ran_them():
       assert root not in text, (path.name, root)
 
 
+def test_committed_notebooks_show_their_figures():
+  """Each cell that draws (plt.show) is committed with its image, so the notebook opens on GitHub with its plots
+  (an execution under a non-inline matplotlib backend, e.g. MPLBACKEND=Agg, would commit none)."""
+  for path in NOTEBOOKS:
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+      if cell.cell_type == "code" and "plt.show()" in cell.source:
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert images, f"{path.name}: code cell {i} draws a figure but is committed without it"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path: pathlib.Path, tmp_path, data_dir, monkeypatch):
   monkeypatch.setenv("AILA_NOTEBOOK_SMOKE", "1")
