@@ -60,7 +60,11 @@ def build_dataset(config) -> Dataset:
   name = config.dataset
   if name not in _BUILDERS:
     raise ConfigError(f"config.dataset: unknown dataset {name!r}; expected one of {dataset_names()}")
-  return _BUILDERS[name](config)
+  dataset = _BUILDERS[name](config)
+  if config.get("augment_on", "host") == "device" and dataset.device_transform is None:
+    raise ConfigError(f"config.augment_on='device': dataset {name!r} has no device augmentation; the image "
+                      f"datasets have it ({', '.join(sorted(sources.DATASETS))}); use 'host'")
+  return dataset
 
 
 def check_kwargs(kwargs: Mapping[str, Any], allowed: Mapping[str, Any], *, dataset: str) -> dict:
@@ -82,10 +86,14 @@ class Normalize:
 
   def __call__(self, batch: Batch) -> Batch:
     out = dict(batch)
-    image = batch["image"].astype(np.float32) / 255.0
-    out["image"] = (image - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+    out["image"] = self.normalise(batch["image"])
     out["label"] = np.asarray(batch["label"]).astype(np.int32)
     return out
+
+  def normalise(self, image, xp=np):
+    """``(image / 255 - mean) / std`` in float32, in numpy (the host pipeline) or ``xp=jax.numpy`` (the step)."""
+    image = image.astype(xp.float32) / 255.0
+    return (image - xp.asarray(self.mean, xp.float32)) / xp.asarray(self.std, xp.float32)
 
 
 def uint8_images(batch: Batch) -> Batch:
@@ -96,19 +104,25 @@ def uint8_images(batch: Batch) -> Batch:
   return out
 
 
+def crop_flip_at(images, dy, dx, flip, pad: int, xp=np):
+  """``images [B, H, W, C]`` zero-padded by ``pad``, cropped back to ``H x W`` at offsets ``dy, dx [B]`` and
+  mirrored along W where ``flip [B]``: one gather, in numpy (the host pipeline) or ``xp=jax.numpy`` (the step)."""
+  b, h, w, _ = images.shape
+  padded = xp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  rows = dy[:, None] + xp.arange(h)[None, :]  # (B, H)
+  cols = dx[:, None] + xp.arange(w)[None, :]  # (B, W)
+  cols = xp.where(flip[:, None], cols[:, ::-1], cols)
+  return padded[xp.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
 def random_crop_flip(batch: Batch, rng: np.random.Generator, *, pad: int = 4) -> Batch:
   """Standard CIFAR augmentation on a uint8 batch: pad by ``pad`` (zeros), random crop, random h-flip."""
-  images = batch["image"]  # (B, H, W, C)
-  b, h, w, _ = images.shape
-  padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  b = batch["image"].shape[0]
   dy = rng.integers(0, 2 * pad + 1, size=b)
   dx = rng.integers(0, 2 * pad + 1, size=b)
-  rows = dy[:, None] + np.arange(h)[None, :]  # (B, H)
-  cols = dx[:, None] + np.arange(w)[None, :]  # (B, W)
   flip = rng.random(b) < 0.5
-  cols = np.where(flip[:, None], cols[:, ::-1], cols)
   out = dict(batch)
-  out["image"] = padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+  out["image"] = crop_flip_at(batch["image"], dy, dx, flip, pad)
   return out
 
 

@@ -24,10 +24,13 @@ distributed) crops. Evaluation applies the normalisation only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+
+from aila_jax.data import datasets
 
 AUGMENT_STREAM = 0xA06  # folded into the train state's rng, then the step
 
@@ -42,13 +45,8 @@ def crop_flip_draws(key: jax.Array, batch_size: int, pad: int) -> tuple[jax.Arra
   return dy, dx, jax.random.bernoulli(k_f, 0.5, (batch_size,))
 
 
-def crop_flip(images: jax.Array, dy: jax.Array, dx: jax.Array, flip: jax.Array, pad: int) -> jax.Array:
-  """``images [B, H, W, C]`` zero-padded by ``pad``, cropped back to ``H x W`` at ``(dy, dx)``, mirrored where
-  ``flip``."""
-  _, h, w, c = images.shape
-  padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  crops = jax.vmap(lambda im, y, x: jax.lax.dynamic_slice(im, (y, x, 0), (h, w, c)))(padded, dy, dx)
-  return jnp.where(flip[:, None, None, None], crops[:, :, ::-1], crops)
+# crop_flip(images, dy, dx, flip, pad): the host pipeline's crop and flip (datasets.crop_flip_at), in jax.numpy
+crop_flip = functools.partial(datasets.crop_flip_at, xp=jnp)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +66,7 @@ class DeviceImageTransform:
     image = batch["image"]
     if key is not None and self.crop_pad:
       image = crop_flip(image, *crop_flip_draws(key, image.shape[0], self.crop_pad), self.crop_pad)
-    image = image.astype(jnp.float32) / 255.0
-    out["image"] = (image - jnp.asarray(self.mean, jnp.float32)) / jnp.asarray(self.std, jnp.float32)
+    out["image"] = datasets.Normalize(self.mean, self.std).normalise(image, jnp)
     return out
 
 

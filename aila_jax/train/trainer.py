@@ -24,8 +24,7 @@ import numpy as np
 import optax
 
 from aila_jax import models, tasks
-from aila_jax.data import datasets, device_augment, pipeline, sources
-from aila_jax.errors import ConfigError
+from aila_jax.data import datasets, device_augment, pipeline
 from aila_jax.train import checkpoint, config_check, ela as ela_lib, metrics as metrics_lib, optim, sharding
 from aila_jax.train import compile_cache, multihost, xla_options
 from aila_jax.train.state import TrainState, param_count, unfreeze
@@ -204,9 +203,6 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   # records read per process (reported at the end); grain's worker processes would count in their own copies
   read_counter = multihost.count_reads(dataset.train) if config.get("worker_count", 0) == 0 else None
   transform = dataset.device_transform  # config.augment_on='device': augment and normalise in the steps
-  if config.get("augment_on", "host") == "device" and transform is None:
-    raise ConfigError(f"config.augment_on='device': dataset {config.dataset!r} has no device augmentation; "
-                      f"the image datasets have it ({', '.join(sorted(sources.DATASETS))}); use 'host'")
   host_preprocess = dataset.preprocess if transform is None else transform.host_preprocess
   train_ds = pipeline.train_dataset(dataset.train if read_counter is None else read_counter,
                                     preprocess=host_preprocess,
