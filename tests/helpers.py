@@ -1,5 +1,6 @@
 """Shared test helpers."""
 import pathlib
+import tempfile
 
 import ml_collections
 
@@ -19,3 +20,13 @@ def make_testing_config(data_dir, **overrides) -> ml_collections.ConfigDict:
       node = node[p]
     node[leaf] = value
   return config
+
+
+def machine_folders(*, temp_and_home: bool = True) -> tuple[str, ...]:
+  """Folder prefixes that would name the machine a committed file was written on: the checkout's parent, the
+  usual home roots, and (``temp_and_home``) this machine's temp and home folders."""
+  folders = {str(REPO.parent).rstrip("/") + "/", "/home/", "/Users/"}
+  if temp_and_home:
+    folders |= {tempfile.gettempdir().rstrip("/") + "/", str(pathlib.Path.home()).rstrip("/") + "/"}
+  return tuple(sorted(folders))
+
