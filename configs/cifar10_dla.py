@@ -21,9 +21,9 @@ The crops and flips are drawn in the jitted step (``augment_on='device'``,
 aila_jax/data/device_augment.py: the same distribution as the peer's
 torchvision transforms, other random draws): the host only gathers uint8 rows.
 Measured on 2 CPU cores (bench/augment_on.py): the numpy crop + flip +
-normalise makes ~50k img/s in one process, the uint8 gather ~1M; the trainer's
-own ceiling (a tiny MLP in place of the DLA) 21k img/s with the host setting,
-61k with the device one. The 30-epoch H100 result of 2026-12-05
+normalise makes ~52k img/s in one process, the uint8 gather ~0.9M; the trainer's
+own ceiling (a tiny MLP in place of the DLA) 19-21k img/s with the host setting,
+61-62k with the device one. The 30-epoch H100 result of 2026-12-05
 (bench/results/dla_cifar_*_e30.json: 11.6k img/s) used the host setting with
 12 worker processes; the device setting is not yet measured on a GPU.
 ``--config.augment_on=host --config.worker_count=12`` restores it.
