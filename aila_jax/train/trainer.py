@@ -174,11 +174,13 @@ def initialize_multihost(config) -> None:
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final metrics."""
   config_check.check_config(config)
-  compile_cache.enable(config)  # a rerun reads its compiled steps back (config.compilation_cache)
   ela_lib.check_config(config)
   multihost.check_config(config)  # a process layout that cannot form a cluster stops here
   if config.get("multihost", False):
     initialize_multihost(config)
+  # A rerun reads its compiled steps back (config.compilation_cache), except where they are CUDA graphs.
+  if compile_cache.enable(config) is None and config.get("compilation_cache", True):
+    logging.info(compile_cache.GPU_GRAPHS_NOTE)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   pi, pc = jax.process_index(), jax.process_count()

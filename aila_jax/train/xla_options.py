@@ -56,9 +56,10 @@ def explain_step_failure(err: Exception, options: dict[str, Any] | None) -> Comm
   compiled with ``options``) looks like a failure to record CUDA graphs; None when the step ran without them or
   the error is something else (then it is re-raised as it is).
 
-  Seen once (one H100, 2026-12-05): the CIFAR DLA's first training step, loaded from the persistent compilation
-  cache by a second run of the same config, failed with ``cuDNN status 5003`` while XLA traced a convolution into
-  a command buffer; the same step compiled afresh in the first run had trained 30 epochs."""
+  Seen on one H100 (2026-12-05, reproduced 2026-12-06): the CIFAR DLA's first training step, loaded from the
+  persistent compilation cache by a second run of the same config, failed with ``cuDNN status 5003`` while XLA
+  traced a convolution into a command buffer; the same step compiled afresh in the first run trained. Since then
+  the trainer leaves the persistent cache off while the steps are CUDA graphs (:mod:`compile_cache`)."""
   if not options or "xla_gpu_enable_command_buffer" not in options:
     return None
   text = str(err)
@@ -67,6 +68,7 @@ def explain_step_failure(err: Exception, options: dict[str, Any] | None) -> Comm
   return CommandBufferError(
       "a GPU step failed while XLA recorded it into CUDA graphs (config.xla_command_buffers=True): "
       f"{text.splitlines()[0] if text else type(err).__name__}. Run again with --config.xla_command_buffers=False "
-      "(kernels launched one by one: slower for small steps, same maths), or with --config.compilation_cache=False "
-      "if the step came from the persistent compilation cache (this failure was seen on a cache hit). Nothing in the "
-      "workdir was changed by this step: a rerun resumes from its last checkpoint.")
+      "(kernels launched one by one: slower for small steps, same maths). If a JAX compilation cache of your own "
+      "is on (JAX_COMPILATION_CACHE_DIR or jax_compilation_cache_dir), turn it off: the failure was seen on steps "
+      "read back from the cache. Nothing in the workdir was changed by this step: a rerun resumes from its last "
+      "checkpoint.")

@@ -57,3 +57,20 @@ def test_config_keys_are_checked():
     config.compilation_cache = "yes"
   with pytest.raises(ConfigError, match="config.compilation_cache"):
     config_check.check_config(config)
+
+
+def test_off_where_the_steps_are_cuda_graphs(monkeypatch, tmp_path):
+  """On a GPU with config.xla_command_buffers (default True) a step read back from the cache failed at its first
+  run (cuDNN 5003, H100): the cache stays off there, and on with the graphs off or on other backends."""
+  calls = []
+  monkeypatch.setattr(compile_cache.jax.config, "update", lambda key, value: calls.append((key, value)))
+  folder = str(tmp_path / "cc")
+  assert compile_cache.enable({"compilation_cache_dir": folder}, backend="gpu") is None
+  assert compile_cache.enable({"compilation_cache_dir": folder, "xla_command_buffers": True}, backend="cuda") is None
+  assert calls == [] and not (tmp_path / "cc").exists()
+  assert compile_cache.conflicts_with_graphs({}, backend="gpu")
+  assert not compile_cache.conflicts_with_graphs({"xla_command_buffers": False}, backend="gpu")
+  assert compile_cache.enable({"compilation_cache_dir": folder, "xla_command_buffers": False},
+                              backend="gpu") == tmp_path / "cc"
+  assert compile_cache.enable({"compilation_cache_dir": folder}, backend="cpu") == tmp_path / "cc"
+  assert calls.count(("jax_compilation_cache_dir", folder)) == 2
