@@ -18,6 +18,11 @@ def test_recipe_is_the_peers():
     opt = config.optimizer
     assert (opt.name, opt.learning_rate, opt.momentum, opt.weight_decay) == ("momentum", 0.1, 0.9, 5e-4)
     assert config.schedule.name == "epoch_cosine" and config.schedule.steps_per_epoch == 390
+    # 10 updates a call (12.3k -> 19.7k img/s, H100); every log/eval/checkpoint step and the last ends a call,
+    # so the recipe never compiles the single-step program beside the 10-step one
+    k = config.steps_per_call
+    assert k == 10 and all(n % k == 0 for n in (config.log_every, config.eval_every, config.checkpoint_every,
+                                                config.num_train_steps))
   assert cifar10_dla.get_config().num_train_steps == 200 * 390
   assert cifar10_dla_short.get_config().num_train_steps == 30 * 390
   config = cifar10_dla.get_config()
