@@ -25,7 +25,7 @@ def test_trainer_compiles_its_steps_with_them(monkeypatch, tmp_path, data_dir):
   from aila_jax.train import trainer  # pylint: disable=import-outside-toplevel
   from helpers import make_testing_config  # pylint: disable=import-outside-toplevel
   monkeypatch.setattr(xla_options, "compiler_options",
-                      lambda config: {"xla_gpu_enable_command_buffer": "NOT_A_COMMAND_TYPE"})
+                      lambda config, backend=None: {"xla_gpu_enable_command_buffer": "NOT_A_COMMAND_TYPE"})
   # the data directory from the fixture, not from $AILA_DATA_DIR (CI finds ../shared/data without it)
   config = make_testing_config(data_dir, num_train_steps=2, eval_every=2, checkpoint_every=2)
   with pytest.raises(Exception, match="NOT_A_COMMAND_TYPE"):
@@ -54,7 +54,7 @@ def test_a_failure_to_record_cuda_graphs_names_the_keys_to_change():
   cudnn = jax.errors.JaxRuntimeError("UNKNOWN: <unknown cudnn status: 5003>\nin external/xla+/cuda_dnn.cc(5245)")
   err = xla_options.explain_step_failure(cudnn, xla_options.COMMAND_BUFFERS)
   assert isinstance(err, xla_options.CommandBufferError)
-  assert "--config.xla_command_buffers=False" in str(err) and "--config.compilation_cache=False" in str(err)
+  assert "--config.xla_command_buffers=False" in str(err) and "JAX_COMPILATION_CACHE_DIR" in str(err)
   assert "cudnn status: 5003" in str(err) and "cuda_dnn.cc" not in str(err)  # the first line only
   assert xla_options.explain_step_failure(cudnn, None) is None  # no CUDA graphs: the error is not ours to explain
   oom = jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 1.00GiB")
@@ -64,7 +64,8 @@ def test_a_failure_to_record_cuda_graphs_names_the_keys_to_change():
 def test_trainer_explains_a_first_step_that_fails_to_record(monkeypatch, tmp_path, data_dir):
   from aila_jax.train import trainer  # pylint: disable=import-outside-toplevel
   from helpers import make_testing_config  # pylint: disable=import-outside-toplevel
-  monkeypatch.setattr(xla_options, "compiler_options", lambda config: dict(xla_options.COMMAND_BUFFERS))
+  monkeypatch.setattr(xla_options, "compiler_options",
+                      lambda config, backend=None: dict(xla_options.COMMAND_BUFFERS))
 
   def fail(x):
     raise jax.errors.JaxRuntimeError("UNKNOWN: <unknown cudnn status: 5003> [executable_name='jit_train_step']")
