@@ -275,6 +275,8 @@ def main():
   parser.add_argument("--reps", type=int, default=7)
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--smoke", action="store_true", help="one tiny shape, one repetition (CPU check)")
+  parser.add_argument("--shapes", default=None,
+                      help="comma-separated indices into the full shape list (e.g. '0,1'; bench.run's quick suite)")
   args = parser.parse_args()
   if args.smoke:
     args.reps = 1
@@ -322,6 +324,16 @@ def main():
   print(json.dumps(info, indent=1), flush=True)
 
   shapes = SMOKE_SHAPES if args.smoke else QUICK_SHAPES if args.quick else SHAPES
+  if args.shapes is not None:
+    try:
+      picked = [int(i) for i in args.shapes.split(",")]
+    except ValueError:
+      parser.error(f"--shapes: expected comma-separated integers, got {args.shapes!r}")
+    bad = [i for i in picked if not 0 <= i < len(SHAPES)]
+    if bad or args.smoke or args.quick:
+      parser.error(f"--shapes: indices into the {len(SHAPES)} full shapes (0..{len(SHAPES) - 1}), without "
+                   f"--quick/--smoke; got {args.shapes!r}")
+    shapes = [SHAPES[i] for i in picked]
   info["shapes"] = []
   slug = re.sub(r"[^A-Za-z0-9._-]+", "-", device).strip("-")
   out_dir = pathlib.Path(args.out)

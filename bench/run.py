@@ -11,14 +11,14 @@ whose inputs are missing is skipped with a line saying why: the data sets (``--d
 the scripts that are only a comparison with a PyTorch original. Where PyTorch is not installed, the scripts
 that time a PyTorch peer beside our code run without their peer rows (one line says so). The peers' code comes from
 ``bench/.peers`` or ``$AILA_PEER_MIRRORS`` (``bench/peers.py``); the RAM port from ``--ram_peer_dir``.
-At the end: a table (script, status, seconds, JSONs written), the figures redrawn with
+At the end: a table (script, status, seconds, JSONs written; also ``OUT/bench_run.json``), the figures redrawn with
 ``bench.figures`` from ``--out`` with ``--results`` (default ``bench/results``) filling in what this run did
 not measure, into ``--figures`` (default ``DIR/figures``; ``--figures docs/figures`` updates the committed
 ones), and the exit status 1 if any script failed or timed out, else 0.
 
-**quick** (``--suite quick`` on a GPU; the budgets add up to 540 s, sized from the compile and step times
-stored in bench/results for the H100/H200, not yet run as one call): ``attention`` (4 shapes, 3 repetitions),
-``transformer`` (Transformer-base, PyTorch eager, no torch.compile), ``depth`` (ResNet-20, five mixers,
+**quick** (``--suite quick`` on a GPU; the budgets add up to 560 s; on one H100 the whole run took 331 s,
+bench/results/quick_suite): ``attention`` (2 shapes at L=2048, causal and not, 3 repetitions),
+``transformer`` (Transformer-base, PyTorch eager, no torch.compile), ``depth`` (ResNet-20, four mixers,
 3 interleaved rounds), ``ela_time`` (ResNet-26: residual, MRLA-base, MRLA-base skipping half),
 ``dla`` (cifar_dla batch 128 vs the eager peer, no CIFAR training), ``ram`` (150 steps vs the PyTorch port).
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import os
 import pathlib
 import shutil
@@ -64,21 +65,21 @@ class Bench:
 
 
 QUICK = [
-    Bench("attention", "attention", ["--out", "{out}", "--reps", "3"], 70, peer_rows=True),
-    Bench("transformer", "transformer", ["--out", "{out}", "--no-compile", "--steps", "20"], 65, peer_rows=True),
+    Bench("attention", "attention", ["--out", "{out}", "--reps", "3", "--shapes", "0,1"], 60, peer_rows=True),
+    Bench("transformer", "transformer", ["--out", "{out}", "--no-compile", "--steps", "20"], 110, peer_rows=True),
     Bench("depth", "depth", ["--out", "{out}", "--depths", "20", "--interleave", "3", "--loop", "20",
-                             "--mixers", "residual;dense;aila1;aila2;mrla_light", "--tag", "quick"], 120,
+                             "--mixers", "residual;aila1;aila2;mrla_light", "--tag", "quick"], 100,
           peer_rows=True),
     # ResNet-26 (4 blocks a stage, skip=half skips block 4): on the H200 ResNet-56's MRLA-base step compiled in
     # 143 s (ela_time_NVIDIA-H200_resnet56.json), more than this call can give; --compile-budget drops the
     # skip spec rather than overrun.
     Bench("ela_time", "ela_time", ["--out", "{out}", "--depth", "26", "--rounds", "5",
                                    "--specs", "residual;mrla_base;mrla_base:skip=half",
-                                   "--compile-budget", "75", "--tag", "quick"], 130),
+                                   "--compile-budget", "75", "--tag", "quick"], 110),
     Bench("dla", "dla", ["--out", "{out}", "--workloads", "cifar_dla_b128", "--no_compile", "--rounds", "3",
                          "--cifar_epochs", "0", "--budget_s", "80", "--tag", "quick"], 100, peer_rows=True),
     Bench("ram", "ram", ["--data_dir", "{data}", "--peer_dir", "{ram_peer}", "--out", "{out}", "--steps", "150",
-                         "--reps", "2"], 55, data=("mnist.npz",), peer_rows=True),
+                         "--reps", "2"], 80, data=("mnist.npz",), peer_rows=True),
 ]
 
 FULL = [
@@ -218,6 +219,18 @@ def run_one(b: Bench, cmd: list[str], *, out: pathlib.Path, budget_s: float, log
   return {"name": b.name, "status": status, "seconds": seconds, "json": written, "log": str(log)}
 
 
+def device_name(gpu: bool) -> str:
+  """The first GPU's name as ``nvidia-smi`` gives it ('NVIDIA H100 80GB HBM3'), or 'cpu'."""
+  if not gpu:
+    return "cpu"
+  try:
+    out = subprocess.run([shutil.which("nvidia-smi") or "nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=30).stdout.strip().splitlines()
+  except (OSError, subprocess.SubprocessError):
+    out = []
+  return out[0].strip() if out else "gpu (name unknown)"
+
+
 def summary_table(rows: list[dict]) -> str:
   lines = [f"{'benchmark':18s} {'status':26s} {'seconds':>8s}  JSON written"]
   for r in rows:
@@ -298,8 +311,15 @@ def main(argv=None) -> int:
     if r.get("reason"):
       print(f"  {r['name']}: skipped: {r['reason']}")
   bad = [r["name"] for r in rows if r["status"] not in ("ok", "skipped")]
-  print(f"bench.run: {len(rows) - len(bad)} of {len(rows)} fine in {time.perf_counter() - t_all:.0f} s"
-        + (f"; FAILED: {', '.join(bad)}" if bad else ""), flush=True)
+  total_s = time.perf_counter() - t_all
+  record = {"suite": args.suite, "mode": mode, "device": device_name(gpu),
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - total_s)),
+            "total_seconds": total_s, "budget_scale": args.budget_scale, "failed": bad,
+            "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "rows": [dict(r, log=os.path.relpath(r["log"], out)) if r.get("log") else r for r in rows]}
+  (out / "bench_run.json").write_text(json.dumps(record, indent=1) + "\n")
+  print(f"bench.run: {len(rows) - len(bad)} of {len(rows)} fine in {total_s:.0f} s"
+        + (f"; FAILED: {', '.join(bad)}" if bad else "") + f"; summary in {out / 'bench_run.json'}", flush=True)
   return 1 if bad else 0
 
 

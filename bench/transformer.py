@@ -93,8 +93,11 @@ def bench_ours(sizes, vocab, x_np, y_np, warmup, steps):
   max_len = max(x_np.shape[1], y_np.shape[1])
   step, init = ours_step_fn(sizes, vocab, max_len)
   x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+  t_init = time.perf_counter()
   params, opt_state = init(x, y)
   n_params = int(sum(p.size for p in jax.tree_util.tree_leaves(params)))
+  print(f"ours: {n_params:,} parameters initialised in {time.perf_counter() - t_init:.1f} s; "
+        "compiling the train step", flush=True)
   rng = jax.random.key(1)
   t0 = time.perf_counter()
   params, opt_state, loss, rng = step(params, opt_state, x, y, rng)

@@ -63,6 +63,14 @@ def test_failing_and_overrunning_scripts_are_reported_and_the_others_run(tmp_pat
   assert (tmp_path / "fine_cpu.json").exists() and "about to fail" in (tmp_path / "logs" / "boom.log").read_text()
   table = text[text.index("benchmark "):]
   assert "fine               ok" in table and "fine_cpu.json" in table
+  record = json.loads((tmp_path / "bench_run.json").read_text())  # the run's own summary, kept beside the JSONs
+  assert record["failed"] == ["boom", "slow", "quiet"] and record["suite"] == "quick"
+  status = {r["name"]: r["status"] for r in record["rows"]}
+  assert status == {"boom": "failed (exit 3)", "slow": "timeout (> 2 s)", "fine": "ok", "needs_data": "skipped",
+                    "quiet": "failed (no JSON written)", "figures": "ok"}
+  fine = next(r for r in record["rows"] if r["name"] == "fine")
+  assert fine["json"] == ["fine_cpu.json"] and fine["log"] == "logs/fine.log" and 0 < fine["seconds"] < 30
+  assert 1.5 < record["total_seconds"] < 120
 
 
 def test_plans():
