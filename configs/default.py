@@ -65,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.compilation_cache = True      # keep compiled steps on disk (JAX's persistent cache): reruns skip compiling
   config.compilation_cache_dir = ml_collections.config_dict.placeholder(str)  # None: $AILA_CACHE_DIR/... or ~/.cache/aila_jax/...
   config.xla_command_buffers = True    # GPU: record the steps into CUDA graphs (aila_jax/train/xla_options.py)
+  config.xla_graph_loops = False       # GPU: also record loops (a steps_per_call scan becomes one graph)
   config.steps_per_call = 1            # training updates per jitted call (a lax.scan; see the README)
   config.log_wall_clock = False        # add `wall` (seconds since the first logged row) to metrics rows
   return config

@@ -16,6 +16,17 @@ same order.
 
 ``config.xla_command_buffers`` (default True) applies the options on a GPU
 backend only; False leaves XLA's defaults (and any ``XLA_FLAGS`` the user set).
+
+``config.xla_graph_loops`` (default False) also records while loops and
+conditionals (:data:`GRAPH_LOOPS`): with ``config.steps_per_call = K > 1`` the
+``lax.scan`` over K updates then becomes one graph instead of K launches of the
+loop body's graphs from the host. Measured on one H100 (bench/ela_time.py,
+``xla=cmdbuf_while,steps=8``, ResNet-56 b128 bf16, interleaved): residual 4.44
+ms per update, MRLA-base 7.54, AILA-2 11.32
+(``ela_time_NVIDIA-H100-80GB-HBM3_resnet56_cmdbuf_while8_skips.json``); one
+update per call with the default graphs measured 5.71 / 11.71 / 12.37 ms on an
+H200 (``ela_time_NVIDIA-H200_resnet56_cmdbuf.json``). Not the default: the
+trainer with it is measured only in the ELA runs (bench/ela_accuracy.py).
 """
 
 from __future__ import annotations
@@ -31,17 +42,26 @@ COMMAND_BUFFERS: dict[str, Any] = {
     "xla_gpu_graph_min_graph_size": 1,
 }
 
+GRAPH_LOOPS = ",WHILE,CONDITIONAL"  # appended to xla_gpu_enable_command_buffer by config.xla_graph_loops
+
 config_check.register_config_keys({
     "xla_command_buffers": (bool, None, "a bool (record GPU steps into CUDA graphs)"),
+    "xla_graph_loops": (bool, None, "a bool (also record while loops and conditionals into the CUDA graphs)"),
 })
 
 
 def compiler_options(config=None, backend: str | None = None) -> dict[str, Any] | None:
   """The ``jax.jit(compiler_options=...)`` of the train and eval steps: :data:`COMMAND_BUFFERS` on a GPU
-  backend unless ``config.xla_command_buffers`` is False; None (XLA's defaults) otherwise."""
+  backend unless ``config.xla_command_buffers`` is False (with :data:`GRAPH_LOOPS` added where
+  ``config.xla_graph_loops`` is True); None (XLA's defaults) otherwise."""
   enabled = config.get("xla_command_buffers", True) if config is not None else True
   backend = backend or jax.default_backend()
-  return dict(COMMAND_BUFFERS) if enabled and backend in ("gpu", "cuda", "rocm") else None
+  if not (enabled and backend in ("gpu", "cuda", "rocm")):
+    return None
+  options = dict(COMMAND_BUFFERS)
+  if config is not None and config.get("xla_graph_loops", False):
+    options["xla_gpu_enable_command_buffer"] += GRAPH_LOOPS
+  return options
 
 
 class CommandBufferError(RuntimeError):

@@ -12,6 +12,16 @@ def test_only_on_a_gpu_backend_and_switchable():
   assert xla_options.compiler_options({}, backend="cpu") is None
   assert xla_options.compiler_options({}, backend="gpu") == xla_options.COMMAND_BUFFERS
   assert xla_options.compiler_options({"xla_command_buffers": False}, backend="gpu") is None
+  loops = xla_options.compiler_options({"xla_graph_loops": True}, backend="gpu")
+  assert loops["xla_gpu_enable_command_buffer"].split(",")[-2:] == ["WHILE", "CONDITIONAL"]
+  assert xla_options.compiler_options({"xla_graph_loops": True}, backend="cpu") is None
+  assert xla_options.compiler_options({"xla_graph_loops": True, "xla_command_buffers": False}, backend="gpu") is None
+
+
+def test_the_loop_options_are_ones_xla_accepts():
+  options = xla_options.compiler_options({"xla_graph_loops": True}, backend="gpu")
+  f = jax.jit(lambda x: jax.lax.fori_loop(0, 3, lambda i, y: y * 2.0, x), compiler_options=options)
+  assert float(f(jnp.float32(0.5))) == 4.0
 
 
 def test_the_options_are_ones_xla_accepts():
