@@ -626,6 +626,8 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
     ours, peer = r.get("ours") or {}, r.get("peer") or {}
 
     def described(run):
+      if not run:
+        return "not in this run (see the other rows)"
       if "final_epoch_test_accuracy" not in run:
         return "not run (" + str(run.get("skipped") or run.get("error") or "no result") + ")"
       rate = run.get("train_images_per_s_after_epoch_1")
@@ -643,6 +645,29 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
                                     if seconds and "final_epoch_test_accuracy" in ours else ""),
                  "not applicable (the paper reports ImageNet)",
                  described(peer), src(name)))
+  by_epochs: dict[int, dict[str, dict[int, float]]] = {}  # epochs -> ours/peer -> seed -> final accuracy
+  for name in _dla_cifar_files(res):
+    for who in ("ours", "peer"):
+      run = res[name].get(who) or {}
+      if "final_epoch_test_accuracy" in run:
+        by_epochs.setdefault(res[name]["epochs"], {}).setdefault(who, {})[res[name].get("seed", 0)] = (
+            run["final_epoch_test_accuracy"], name)
+  for epochs, sides in sorted(by_epochs.items()):
+    if max(len(v) for v in sides.values()) < 2:
+      continue
+
+    def over_seeds(who):
+      runs = sides.get(who) or {}
+      if not runs:
+        return "not run"
+      acc = [a for a, _ in runs.values()]
+      sd = f" +- {100 * statistics.stdev(acc):.2f}" if len(acc) > 1 else ""
+      return (f"{_pct(statistics.fmean(acc))}{sd} final epoch, mean of seeds {sorted(runs)} "
+              f"({', '.join(_pct(runs[k][0]) for k in sorted(runs))})")
+    files = sorted({n for v in sides.values() for _, n in v.values()})
+    rows.append((f"DLA CIFAR-10 (kuangliu topology), {epochs} epochs, the peer's recipe: final-epoch test accuracy "
+                 "over seeds (JPEG copy)", over_seeds("ours"), "not applicable (the paper reports ImageNet)",
+                 over_seeds("peer"), ", ".join(src(n) for n in files)))
   if not _dla_cifar_files(res):
     rows.append(("DLA CIFAR-10 accuracy (200 epochs)", "not run on a GPU yet", "not available",
                  "not run", "none"))
@@ -668,7 +693,22 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
                      f"{_pct(row['removed_fraction_of_layer_attention_flops'])} / "
                      f"{_pct(row['removed_fraction_of_layer_attention_bytes_accessed'])}",
                      "not available", "no peer (no public code)", src(name)))
-  rows.append(("ELA accuracy with skips (3 seeds)", "not run on a GPU yet", "not available", "no peer", "none"))
+  ela_acc = [n for n in res.names(r"ela_accuracy_.*\.json") if res.device(n) != "cpu"]
+  for name in ela_acc:  # bench/ela_accuracy.py: paired runs with and without ELA, same seeds
+    r = res[name]
+    for mixer, row in (r.get("summary") or {}).items():
+      if not row.get("paired_seeds"):
+        continue
+      no, yes = row["noela"], row["ela"]
+      spread = lambda arm: f" +- {100 * arm['test_accuracy_std']:.2f}" if arm.get("test_accuracy_std") else ""
+      rows.append((f"ELA accuracy, {mixer} ResNet-56, {r['epochs']} epochs, seeds {row['paired_seeds']} "
+                   f"(test accuracy, mean +- sd; JPEG copy)",
+                   f"with ELA {_pct(yes['test_accuracy_mean'])}{spread(yes)}, without {_pct(no['test_accuracy_mean'])}"
+                   f"{spread(no)} ({100 * row['accuracy_ela_minus_noela']:+.2f} points); training seconds with / "
+                   f"without {row['train_seconds_ela_over_noela']:.3f} ({r['jobs']} runs sharing the GPU)",
+                   "accuracy kept while pruning (abstract)", "no peer (no public code)", src(name)))
+  if not ela_acc:
+    rows.append(("ELA accuracy with skips (3 seeds)", "not run on a GPU yet", "not available", "no peer", "none"))
   # Hard attention.
   best = {}
   for name, key, dataset, evals in _glimpse_runs(res):
