@@ -43,6 +43,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import types
 
@@ -57,6 +58,7 @@ from bench.results_io import save_result  # noqa: E402  (atomic; long tables int
 from aila_jax import models  # noqa: E402
 from bench.sgd_step import sgd_bn_step  # noqa: E402
 from bench import peers as peer_mirrors  # noqa: E402
+from bench import trace_summary  # noqa: E402
 
 PEER_DIR = ROOT / "bench" / ".peers" / "mrla"
 PEER_REPO = "joyfang1106/MRLA"
@@ -159,6 +161,9 @@ def main():
                   "(default: $AILA_PEER_MIRRORS, see bench/peers.py)")
   ap.add_argument("--tag", default="")
   ap.add_argument("--smoke", action="store_true", help="CPU check: 32x32 images, batch 2, 1 round of 1 step")
+  ap.add_argument("--profile", type=int, default=0, metavar="N",
+                  help="also trace N of our steps per net with jax.profiler; bench/trace_summary.py's summary "
+                       "(busy/span ms, kernels per step, time by kernel kind, top kernels) goes into 'profile'")
   args = ap.parse_args()
   if args.smoke:
     args.batch, args.size, args.classes, args.rounds, args.loop = 2, 32, 10, 1, 1
@@ -168,8 +173,13 @@ def main():
     raise SystemExit(f"--nets: unknown {unknown}; expected some of {sorted(NETS)}")
   modes = [m for m in args.torch_modes.split(",") if m]
   ctors = official_constructors(fetch_peer(args.mirror)) if modes else {}
-  import torch  # pylint: disable=import-outside-toplevel
-  device = "cuda" if torch.cuda.is_available() else "cpu"
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    if modes:
+      raise SystemExit("--torch-modes needs PyTorch; pass --torch-modes '' to time ours only")
+    torch = None
+  device = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
   if device == "cuda":
     torch.backends.cudnn.benchmark = True
   dev = jax.devices()[0]
@@ -200,6 +210,21 @@ def main():
   for _ in range(args.rounds):
     for r in runs:
       r["times"].append(r["fn"](args.loop))
+  profile = {}
+  for r in runs:  # after the timed rounds, so tracing cannot disturb them
+    if args.profile and r["framework"] == "jax":
+      with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d, create_perfetto_trace=True):
+          r["fn"](args.profile)
+        try:
+          profile[r["net"]] = trace_summary.summarize(d, args.profile)
+        except Exception as e:  # pylint: disable=broad-except  (no device events: no CUPTI, or a CPU)
+          profile[r["net"]] = {"error": f"{type(e).__name__}: {e}"}
+      got = profile[r["net"]]
+      if "busy_ms_per_step" in got:
+        print(f"profile {r['net']:11s} busy {got['busy_ms_per_step']:.2f} ms of a {got['span_ms_per_step']:.2f} ms "
+              f"span per step, {got['kernels_per_step']:.0f} kernels; by kind (ms per step): "
+              + ", ".join(f"{k} {v['ms_per_step']:.2f}" for k, v in (got.get("categories") or {}).items()), flush=True)
   rows = []
   for r in runs:
     sec = statistics.median(r["times"])
@@ -231,10 +256,12 @@ def main():
       print(f"{net}: ours {summary[net]['throughput_ratio']:.2f}x the official best images/s; relative cost "
             f"{ours['relative_cost']:.3f} vs official best {best_rel:.3f}", flush=True)
   result = {"device": kind, "torch_device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-            "jax": jax.__version__, "torch": torch.__version__, "batch": args.batch, "size": args.size,
+            "jax": jax.__version__, "torch": torch.__version__ if torch is not None else None, "batch": args.batch, "size": args.size,
             "classes": args.classes, "rounds": args.rounds, "loop": args.loop, "dtype": "bfloat16",
             "official_commit": (PEER_DIR / "COMMIT").read_text().strip() if (PEER_DIR / "COMMIT").exists() else None,
             "command": " ".join(sys.argv), "rows": rows, "summary": summary}
+  if profile:
+    result["profile"] = profile
   if not args.smoke:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind)
     path = pathlib.Path(args.out) / f"mrla_peer_{name}{'_' + args.tag if args.tag else ''}.json"
