@@ -104,9 +104,22 @@ def run_jax(step, state, n):
   return state, (time.perf_counter() - t) / n
 
 
+def parse_net(spec: str) -> tuple[str, dict[str, str]]:
+  """``NAME`` or ``NAME@KEY=VALUE:KEY=VALUE`` (our mixer's options, e.g. ``mrla_light@value_conv=conv``)."""
+  name, _, opts = spec.partition("@")
+  kwargs = {}
+  for opt in filter(None, opts.split(":")):
+    key, eq, value = opt.partition("=")
+    if not eq or not key:
+      raise SystemExit(f"--nets: {spec!r}: expected NAME@KEY=VALUE[:KEY=VALUE...]")
+    kwargs[key] = value
+  return name, kwargs
+
+
 def make_ours(net, batch, size, num_classes, dtype):
-  """A jitted SGD step of our ResNet-50 for ``net``: (step, state, parameter count)."""
-  kwargs = NETS[net][2]
+  """A jitted SGD step of our ResNet-50 for ``net`` (a :func:`parse_net` spec): (step, state, parameter count)."""
+  name, mixer_kwargs = parse_net(net)
+  kwargs = dict(NETS[name][2], **({"mixer_kwargs": mixer_kwargs} if mixer_kwargs else {}))
   model = models.get_model("resnet50_depth", num_classes=num_classes, dtype=dtype, **kwargs)
   key = jax.random.PRNGKey(0)
   x = jax.random.normal(key, (batch, size, size, 3), jnp.float32)
@@ -155,7 +168,8 @@ def main():
   ap.add_argument("--classes", type=int, default=1000)
   ap.add_argument("--rounds", type=int, default=5)
   ap.add_argument("--loop", type=int, default=10)
-  ap.add_argument("--nets", default="plain,mrla_light,mrla_base")
+  ap.add_argument("--nets", default="plain,mrla_light,mrla_base",
+                  help="',' separated: plain, mrla_light, mrla_base; NAME@KEY=VALUE:... sets our mixer's options")
   ap.add_argument("--torch-modes", default="eager,compile", help="',' separated: eager, compile ('' for none)")
   ap.add_argument("--mirror", default=None, help="a git mirror or clone of joyfang1106/MRLA "
                   "(default: $AILA_PEER_MIRRORS, see bench/peers.py)")
@@ -168,10 +182,13 @@ def main():
   if args.smoke:
     args.batch, args.size, args.classes, args.rounds, args.loop = 2, 32, 10, 1, 1
   nets = [n for n in args.nets.split(",") if n]
-  unknown = sorted(set(nets) - set(NETS))
+  unknown = sorted({parse_net(n)[0] for n in nets} - set(NETS))
   if unknown:
-    raise SystemExit(f"--nets: unknown {unknown}; expected some of {sorted(NETS)}")
+    raise SystemExit(f"--nets: unknown {unknown}; expected some of {sorted(NETS)} (with our mixer's options: "
+                     "NAME@KEY=VALUE:KEY=VALUE, e.g. mrla_light@value_conv=conv)")
   modes = [m for m in args.torch_modes.split(",") if m]
+  if modes and any("@" in n for n in nets):
+    raise SystemExit("--nets: NAME@OPTIONS sets our mixer's options only; time those with --torch-modes ''")
   ctors = official_constructors(fetch_peer(args.mirror)) if modes else {}
   try:
     import torch  # pylint: disable=import-outside-toplevel
