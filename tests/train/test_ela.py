@@ -162,3 +162,28 @@ def test_paired_resnet56_configs_differ_only_in_ela_enabled(mixer):
   assert config.model.depth == 56 and config.model.mixer == mixer and on["ela.enabled"] is True
   with pytest.raises(ConfigError, match="expected 'MIXER,ela|noela"):
     cifar10_resnet56_ela.get_config("residual,ela")
+
+
+def test_scanned_calls_observe_every_step_like_single_steps(tmp_path, data_dir):
+  # steps_per_call=5: each call's 5 steps come back stacked; the controller must see every step's KLs in order,
+  # so its EMAs, decisions, recompiles and the trained parameters equal those of one update per call
+  runs = {}
+  for k in (1, 5):
+    config = _ela_config(data_dir)
+    config.steps_per_call = k
+    runs[k] = (train_and_evaluate(config, tmp_path / f"k{k}"), read_metrics(tmp_path / f"k{k}"))
+  (one, rows1), (five, rows5) = runs[1], runs[5]
+  assert one["first_call_steps"] == 1 and five["first_call_steps"] == 5
+  assert one["ela/skip_set"] and five["ela/skip_set"] == one["ela/skip_set"]
+  assert five["ela/recompiles"] == one["ela/recompiles"] >= 1
+  decisions = lambda rows: [r for r in rows if "ela/skip_set" in r]
+  d1, d5 = decisions(rows1), decisions(rows5)
+  assert [r["step"] for r in d5] == [r["step"] for r in d1] and [r["ela/skip_set"] for r in d5] == [
+      r["ela/skip_set"] for r in d1]
+  for a, b in zip(d1, d5):
+    emas = sorted(key for key in a if key.startswith("ela/kl_ema/"))
+    assert emas and emas == sorted(key for key in b if key.startswith("ela/kl_ema/"))
+    np.testing.assert_allclose([b[key] for key in emas], [a[key] for key in emas], rtol=1e-4, atol=1e-7)
+  (_, s1, _), (_, s5, _) = load_checkpoint(tmp_path / "k1"), load_checkpoint(tmp_path / "k5")
+  for a, b in zip(jax.tree.leaves(s1["params"]), jax.tree.leaves(s5["params"])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
