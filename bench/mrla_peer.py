@@ -205,6 +205,8 @@ def main():
   for net in nets:
     t = time.perf_counter()
     step, state, n_params = make_ours(net, args.batch, args.size, args.classes, jnp.bfloat16)
+    if args.profile:  # compiled here, so its HLO names the profiled kernels (trace_summary.hlo_sources)
+      step = step.lower(state).compile()
     holder = {"state": state}
 
     def fn(n, step=step, holder=holder):
@@ -213,7 +215,8 @@ def main():
 
     fn(1)
     runs.append({"framework": "jax", "mode": "jit", "net": net, "params": n_params,
-                 "setup_s": time.perf_counter() - t, "fn": fn, "times": []})
+                 "setup_s": time.perf_counter() - t, "fn": fn, "times": [],
+                 "hlo": step.as_text() if args.profile else None})
     print(f"ours  {net:11s} {n_params:>11,d} params, first step after {runs[-1]['setup_s']:.1f} s", flush=True)
     for mode in modes:
       t = time.perf_counter()
@@ -238,6 +241,10 @@ def main():
         except Exception as e:  # pylint: disable=broad-except  (no device events: no CUPTI, or a CPU)
           profile[r["net"]] = {"error": f"{type(e).__name__}: {e}"}
       got = profile[r["net"]]
+      sources = trace_summary.hlo_sources(r["hlo"], [k["name"] for k in got.get("top_kernels", [])])
+      for k in got.get("top_kernels", []):
+        if k["name"] in sources:
+          k["hlo"] = sources[k["name"]]
       if "busy_ms_per_step" in got:
         print(f"profile {r['net']:11s} busy {got['busy_ms_per_step']:.2f} ms of a {got['span_ms_per_step']:.2f} ms "
               f"span per step, {got['kernels_per_step']:.0f} kernels; by kind (ms per step): "

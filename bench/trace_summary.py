@@ -77,3 +77,56 @@ def summarize(trace_dir, steps: int, process: str = "/device:GPU", top: int = 25
           "categories": {k: {"ms_per_step": v / 1e3 / steps, "fraction": v / total} for k, v in by_cat.most_common()},
           "top_kernels": [{"name": n[:160], "ms_per_step": v / 1e3 / steps, "category": category(n)}
                           for n, v in by_name.most_common(top)]}
+
+
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+) = (\S+) ([\w\-]+)\(")
+_COMPUTATION = re.compile(r"^%([\w.\-]+) \(.*\) -> .*\{\s*$")
+_CALLS = re.compile(r"calls=%([\w.\-]+)")
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+
+
+def kernel_name(instruction: str) -> str:
+  """The GPU kernel name XLA gives an HLO instruction (``input_reduce_fusion.8`` -> ``input_reduce_fusion_8``)."""
+  return re.sub(r"[.\-]", "_", instruction)
+
+
+def hlo_sources(hlo_text: str, kernels, max_ops: int = 12) -> dict[str, dict]:
+  """Where the trace's kernels come from in the program: for each kernel name of ``kernels`` that is an
+  instruction of the compiled HLO ``hlo_text`` (``jitted.lower(...).compile().as_text()``), its opcode and
+  shape, its ``op_name`` (the jaxpr path, with Flax module names) and, for a fusion, the distinct ``op_name``\\ s
+  of the ops fused into it (at most ``max_ops``). Kernels that are not HLO instructions (cuDNN / cuBLAS
+  kernels, named by the library) are left out."""
+  instructions, bodies, current = {}, {}, None
+  for line in hlo_text.splitlines():
+    header = _COMPUTATION.match(line)
+    if header:
+      current = bodies.setdefault(header.group(1), [])
+      continue
+    if line.startswith("}"):
+      current = None
+      continue
+    m = _INSTRUCTION.match(line)
+    if not m:
+      continue
+    if current is not None:
+      current.append(line)
+    calls = _CALLS.search(line)
+    op = _OP_NAME.search(line)
+    instructions.setdefault(kernel_name(m.group(1)), {
+        "instruction": m.group(1), "opcode": m.group(3), "shape": m.group(2),
+        "op_name": op.group(1) if op else None, "calls": calls.group(1) if calls else None})
+  out = {}
+  for name in kernels:
+    info = instructions.get(name)
+    if info is None:
+      continue
+    row = {k: v for k, v in info.items() if k != "calls" and v is not None}
+    if info["calls"] in bodies:
+      ops = []
+      for line in bodies[info["calls"]]:
+        op = _OP_NAME.search(line)
+        if op and op.group(1) not in ops:
+          ops.append(op.group(1))
+      row["fused_op_names"] = ops[:max_ops]
+    out[name] = row
+  return out

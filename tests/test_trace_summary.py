@@ -37,3 +37,25 @@ def test_busy_union_idle_and_categories(tmp_path):
 def test_missing_trace_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="perfetto_trace"):
     trace_summary.summarize(tmp_path, steps=1)
+
+
+def test_hlo_sources_name_the_fused_ops_of_a_kernel():
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  def loss(x, w):
+    return (jnp.maximum(x * w, 0.0).sum(0) * jnp.where(x > 1, x, 0.0).sum(0)).sum()
+
+  text = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(jnp.ones((64, 32)), jnp.ones(32)).compile().as_text()
+  fusions = [line.split(" = ")[0].strip().lstrip("%") for line in text.splitlines()
+             if " fusion(" in line and "calls=%" in line and "op_name=" in line]
+  assert fusions, "the CPU compiler fused nothing: the test needs another function"
+  kernels = [trace_summary.kernel_name(f) for f in fusions] + ["sm90_xmma_fprop_not_an_instruction"]
+  got = trace_summary.hlo_sources(text, kernels)
+  assert set(got) == {trace_summary.kernel_name(f) for f in fusions}  # library kernels are left out
+  for f in fusions:
+    row = got[trace_summary.kernel_name(f)]
+    assert row["instruction"] == f and row["opcode"] == "fusion" and row["op_name"].startswith("jit(loss)/")
+    assert row["fused_op_names"] and all(o.startswith("jit(loss)/") for o in row["fused_op_names"])
+  assert any("jvp()/max" in o or "transpose(jvp())" in o for r in got.values() for o in r["fused_op_names"])
+  assert trace_summary.kernel_name("input_reduce-window.8") == "input_reduce_window_8"
