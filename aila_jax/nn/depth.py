@@ -464,10 +464,52 @@ def depthwise_conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return out.astype(x.dtype)
 
 
+def _grouped_conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """``nn.Conv(C, k, padding='SAME', feature_group_count=C)``'s convolution: channels-last, kernel ``[*k, 1, C]``."""
+  sp = "HWD"[:x.ndim - 2]
+  return jax.lax.conv_general_dilated(x, kernel, (1,) * (x.ndim - 2), "SAME",
+                                      dimension_numbers=(f"N{sp}C", f"{sp}IO", f"N{sp}C"),
+                                      feature_group_count=x.shape[-1])
+
+
+@jax.custom_vjp
+def depthwise_conv_same_wgrad(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  r""":func:`depthwise_conv_same` (same values), with the kernel's gradient computed by a convolution.
+
+  Backward: the input's gradient is again a sum of shifted products, with the
+  kernel flipped in space (the transpose of a stride-1 ``SAME`` cross-correlation
+  with an odd kernel); the kernel's gradient,
+  :math:`\partial K_{o,c} = \sum_{b,p} x_{b,p+o-\lfloor k/2 \rfloor,c}\, g_{b,p,c}`, is taken from the
+  grouped convolution's own VJP (on a GPU, one cuDNN weight-gradient kernel
+  instead of one reduction over the whole map per kernel tap). ``x`` and
+  ``kernel`` as in :func:`depthwise_conv_same`.
+  """
+  return depthwise_conv_same(x, kernel)
+
+
+def _wgrad_fwd(x, kernel):
+  return depthwise_conv_same(x, kernel), (x, kernel)
+
+
+def _wgrad_bwd(res, g):
+  x, kernel = res
+  spatial_axes = tuple(range(kernel.ndim - 2))
+  dx = depthwise_conv_same(g.astype(x.dtype), jnp.flip(kernel, spatial_axes)).astype(x.dtype)
+  _, kernel_vjp = jax.vjp(lambda k: _grouped_conv_same(x, k.astype(x.dtype)), kernel)
+  (dk,) = kernel_vjp(g.astype(x.dtype))
+  return dx, dk.astype(kernel.dtype)
+
+
+depthwise_conv_same_wgrad.defvjp(_wgrad_fwd, _wgrad_bwd)
+
+DEPTHWISE_IMPLS = ("shifted", "conv", "shifted_wgrad")
+
+
 class _DepthwiseConv(nn.Module):
   """``nn.Conv(C, k, feature_group_count=C, use_bias=False)`` (same parameter), computed by ``impl``."""
   kernel_size: tuple[int, ...]
-  impl: str = "shifted"         # 'shifted' (depthwise_conv_same) or 'conv' (lax grouped convolution)
+  impl: str = "shifted"         # 'shifted' (depthwise_conv_same), 'conv' (lax grouped convolution) or
+                                # 'shifted_wgrad' (shifted sums, the kernel's gradient by the grouped convolution)
   kernel_init: Callable = nn.initializers.lecun_normal()
   dtype: Any = jnp.float32
 
@@ -478,10 +520,9 @@ class _DepthwiseConv(nn.Module):
     x = x.astype(self.dtype)
     if self.impl == "shifted":
       return depthwise_conv_same(x, kernel.astype(self.dtype))
-    sp = "HWD"[:len(self.kernel_size)]  # channels-last, like nn.Conv
-    return jax.lax.conv_general_dilated(x, kernel.astype(self.dtype), (1,) * len(self.kernel_size), "SAME",
-                                        dimension_numbers=(f"N{sp}C", f"{sp}IO", f"N{sp}C"),
-                                        feature_group_count=c)
+    if self.impl == "shifted_wgrad":
+      return depthwise_conv_same_wgrad(x, kernel.astype(self.dtype))
+    return _grouped_conv_same(x, kernel.astype(self.dtype))  # channels-last, like nn.Conv
 
 
 class _MRLAProjections(nn.Module):
@@ -489,7 +530,9 @@ class _MRLAProjections(nn.Module):
 
   ``value_conv`` / ``eca_conv`` choose how the value's depthwise conv and the
   query/key ECA convs are computed: ``'shifted'`` (fused shifted sums,
-  :func:`depthwise_conv_same`) or ``'conv'`` (XLA convolutions). The parameter
+  :func:`depthwise_conv_same`), ``'conv'`` (XLA convolutions) or
+  ``'shifted_wgrad'`` (shifted sums forward and for the input's gradient, the
+  kernel's gradient by the convolution: :func:`depthwise_conv_same_wgrad`). The parameter
   tree is the same either way (the ECA kernels are those of
   ``nn.Conv(1, (k,), use_bias=False)``), so checkpoints move between them.
 
@@ -517,8 +560,8 @@ class _MRLAProjections(nn.Module):
   @nn.compact
   def __call__(self, o):
     for key in ("value_conv", "eca_conv"):
-      if getattr(self, key) not in ("shifted", "conv"):
-        raise ConfigError(f"config.model.mixer_kwargs.{key}: expected 'shifted' or 'conv', "
+      if getattr(self, key) not in DEPTHWISE_IMPLS:
+        raise ConfigError(f"config.model.mixer_kwargs.{key}: expected 'shifted', 'conv' or 'shifted_wgrad', "
                           f"got {getattr(self, key)!r}")
     if self.mrla_init not in MRLA_INITS:
       raise ConfigError(f"config.model.mixer_kwargs.mrla_init: expected one of {MRLA_INITS}, "
@@ -545,8 +588,8 @@ class _MRLAProjections(nn.Module):
 
 class _MRLAMixer(_Mixer):
   """Fields and projections shared by the two MRLA mixers."""
-  value_conv: str = "shifted"   # the value's depthwise conv: 'shifted' (fused shifted sums) or 'conv'
-  eca_conv: str = "shifted"     # the query/key ECA 1-D convs: 'shifted' (fused shifted sums) or 'conv'
+  value_conv: str = "shifted"   # the value's depthwise conv: 'shifted' (fused shifted sums), 'conv', 'shifted_wgrad'
+  eca_conv: str = "shifted"     # the query/key ECA 1-D convs: 'shifted' (fused shifted sums), 'conv', 'shifted_wgrad'
   mrla_init: str = "official"   # 'official' (the official code's init, see _MRLAProjections) or 'flax' (LeCun)
 
   def _projections(self, o):

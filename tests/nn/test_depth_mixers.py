@@ -214,9 +214,9 @@ def test_errors():
     _run("aila1", 2, jnp.ones((B, P, D)), buf, normalization="max")
   with pytest.raises(ConfigError, match="config.model.mixer_kwargs.pooling"):
     _run("aila2", 2, jnp.ones((B, P, D)), _buffer("aila2", rng, 2), pooling="max")
-  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.value_conv: expected 'shifted' or 'conv'"):
+  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.value_conv: expected 'shifted', 'conv' or 'shifted_wgrad'"):
     _run("mrla_light", 1, jnp.ones((B, P, D)), _buffer("mrla_light", rng, 1), dim_per_head=4, value_conv="fft")
-  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.eca_conv: expected 'shifted' or 'conv'"):
+  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.eca_conv: expected 'shifted', 'conv' or 'shifted_wgrad'"):
     _run("mrla_base", 1, jnp.ones((B, P, D)), _buffer("mrla_base", rng, 1), dim_per_head=4, eca_conv="fft")
 
 
@@ -234,6 +234,23 @@ def test_depthwise_conv_same_equals_grouped_conv(spatial, k):
     dn.depthwise_conv_same(x, jnp.ones((2,) * len(spatial) + (1, c)))
 
 
+@pytest.mark.parametrize("spatial,k", [((5, 6), (3, 3)), ((7,), (3,)), ((4, 5), (5, 3))])
+def test_depthwise_conv_wgrad_values_and_gradients_equal_the_grouped_conv(spatial, k):
+  # the reference is XLA's grouped convolution and its autodiff (an independent implementation): the custom VJP's
+  # flipped-kernel input gradient and convolution kernel gradient must equal it
+  rng = np.random.default_rng(11)
+  c = 5
+  x = jnp.asarray(rng.normal(size=(2,) + spatial + (c,)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=k + (1, c)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=(2,) + spatial + (c,)), jnp.float32)
+  conv = nn.Conv(c, k, padding="SAME", feature_group_count=c, use_bias=False)
+  want, want_vjp = jax.vjp(lambda a, w: conv.apply({"params": {"kernel": w}}, a), x, kernel)
+  got, got_vjp = jax.vjp(dn.depthwise_conv_same_wgrad, x, kernel)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  for a, b in zip(got_vjp(g), want_vjp(g)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["mrla_base", "mrla_light"])
 @pytest.mark.parametrize("switch", ["value_conv", "eca_conv"])
 def test_mrla_conv_implementations_agree(name, switch):
@@ -243,10 +260,17 @@ def test_mrla_conv_implementations_agree(name, switch):
   h = jnp.asarray(rng.normal(size=(B, 4, 5, D)), jnp.float32)
   buf = dn.mixer_class(name).init_buffer(x0, T)
   outs, trees = [], []
-  for impl in ("shifted", "conv"):
+  grads = []
+  for impl in ("shifted", "conv", "shifted_wgrad"):
     mixer = dn.make_mixer(name, layer=1, depth=T, dim_per_head=4, **{switch: impl})
     variables = mixer.init(jax.random.PRNGKey(0), h, buf)
     trees.append(jax.tree_util.tree_map(jnp.shape, variables))
     outs.append(mixer.apply(variables, h, buf, mutable=["batch_stats"])[0][0])
-  assert trees[0] == trees[1]
-  np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    loss = lambda p, hh: jnp.sum(jnp.sin(mixer.apply({**variables, "params": p}, hh, buf, train=True,
+                                                     mutable=["batch_stats"])[0][0]))
+    grads.append(jax.grad(loss, argnums=(0, 1))(variables["params"], h))
+  assert trees[0] == trees[1] == trees[2]
+  for other in (0, 2):  # 'shifted' and 'shifted_wgrad' against XLA's convolution ('conv') and its autodiff
+    np.testing.assert_allclose(outs[other], outs[1], rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(grads[other]), jax.tree_util.tree_leaves(grads[1])):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
