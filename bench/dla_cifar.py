@@ -311,6 +311,9 @@ def main(argv=None):
   ap.add_argument("--budget_s", type=float, default=520, help="a phase starts only if its estimate fits")
   ap.add_argument("--est_ours_img_s", type=float, default=9000, help="our images/s assumed by the estimate")
   ap.add_argument("--est_peer_img_s", type=float, default=4500, help="the peer's images/s assumed by the estimate")
+  ap.add_argument("--ours_norm", choices=("ours", "peer"), default="ours",
+                  help="our normalisation constants: CIFAR-10's (ours, configs/cifar10_dla.py) or the peer's "
+                       "(config.image_mean / image_std set to kuangliu's)")
   ap.add_argument("--peer_norm", choices=("peer", "ours"), default="peer",
                   help="peer normalisation: its main.py's std (0.2023, 0.1994, 0.2010) or ours")
   ap.add_argument("--peer_compile", action="store_true", help="torch.compile the peer (default eager)")
@@ -350,8 +353,12 @@ def main(argv=None):
   tdev = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
   with np.load(data_dir / DATA_FILE) as z:
     n_train, n_test = len(z["y_train"]), len(z["y_test"])
-  ours_norm = {"mean": list(DATASETS["cifar10"].mean), "std": list(DATASETS["cifar10"].std)}
-  peer_norm = ({"mean": list(PEER_MEAN), "std": list(PEER_STD)} if args.peer_norm == "peer" else ours_norm)
+  cifar_norm = {"mean": list(DATASETS["cifar10"].mean), "std": list(DATASETS["cifar10"].std)}
+  kuangliu_norm = {"mean": list(PEER_MEAN), "std": list(PEER_STD)}
+  ours_norm = kuangliu_norm if args.ours_norm == "peer" else cifar_norm
+  if args.ours_norm == "peer":
+    args.set = [*args.set, f"image_mean={tuple(PEER_MEAN)}", f"image_std={tuple(PEER_STD)}"]
+  peer_norm = kuangliu_norm if args.peer_norm == "peer" else cifar_norm
   result = {
       "device": kind, "jax": jax.__version__, "torch": getattr(torch, "__version__", None), "torch_device": tdev,
       "command": " ".join(sys.argv if argv is None else ["bench/dla_cifar.py", *argv]), "complete": False,

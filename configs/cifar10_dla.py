@@ -13,7 +13,8 @@ Where we differ from the peer, and why: ``dtype='bfloat16'`` compute with
 float32 parameters (the peer trains in float32; bf16 is what the GPU
 benchmarks compare); the normalisation std is CIFAR-10's per-channel pixel
 std (0.2470, 0.2435, 0.2616), the peer's constants (0.2023, 0.1994, 0.2010)
-are a commonly copied different statistic; the loader drops the last partial
+are a commonly copied different statistic (``--config.image_std='(0.2023,0.1994,0.2010)'`` uses
+them; not run that way yet); the loader drops the last partial
 batch (390 steps per epoch, the peer runs 391); the offline copy of CIFAR-10
 in ``../shared/data`` is JPEG (quality 75), TFDS ``cifar10`` the original.
 

@@ -21,6 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.tfds_download = False         # let TFDS download the dataset (online)
   config.augment = "none"              # 'none' or 'crop_flip' (pad 4, random crop, horizontal flip)
   config.augment_on = "host"           # images: 'host' (numpy pipeline) or 'device' (in the jitted step)
+  config.image_mean = ml_collections.config_dict.placeholder(tuple)  # images: None -> the dataset's channel means
+  config.image_std = ml_collections.config_dict.placeholder(tuple)   # images: None -> the dataset's channel stds
   config.eval_cache_mb = 512.0         # eval sets up to this size (per process) stay on the devices after the first eval
   config.worker_count = 0              # grain worker processes (0: in the main process)
   config.dataset_kwargs = ml_collections.ConfigDict()  # options of the dataset's builder (none for images)

@@ -130,6 +130,23 @@ IMAGE_AUGMENTATIONS: dict[str, Callable[[Batch, np.random.Generator], Batch] | N
     "none": None, "crop_flip": random_crop_flip}
 
 
+def _channel_stats(config, key: str, default, spec: sources.DatasetSpec) -> tuple[float, ...]:
+  """``config.image_mean`` / ``config.image_std`` (one number per channel), or the dataset's own when None."""
+  value = config.get(key)
+  if value is None:
+    return tuple(float(v) for v in default)
+  channels = spec.image_shape[-1]
+  try:
+    stats = tuple(float(v) for v in value)
+  except (TypeError, ValueError):
+    stats = ()
+  if len(stats) != channels or (key == "image_std" and any(not v > 0 for v in stats)):
+    raise ConfigError(f"config.{key}: expected {channels} {'positive ' if key == 'image_std' else ''}number(s), one "
+                      f"per channel of {spec.name} {spec.image_shape}, got {value!r} (None: the dataset's own, "
+                      f"{tuple(default)})")
+  return stats
+
+
 def image_classification(config, spec: sources.DatasetSpec) -> Dataset:
   """Train/test sources of an image dataset, checked, with normalisation and augmentation."""
   check_kwargs(config.get("dataset_kwargs", {}) or {}, {}, dataset=spec.name)
@@ -142,7 +159,9 @@ def image_classification(config, spec: sources.DatasetSpec) -> Dataset:
   test = sources.get_source(spec.name, "test", **kw)
   sources.check_source(train, spec, split="train")
   sources.check_source(test, spec, split="test")
-  preprocess = Normalize(spec.mean, spec.std)
+  mean, std = (_channel_stats(config, key, getattr(spec, key[len("image_"):]), spec)
+               for key in ("image_mean", "image_std"))
+  preprocess = Normalize(mean, std)
   example = preprocess({"image": np.zeros((1,) + spec.image_shape, np.uint8), "label": np.zeros(1, np.int64)})
   device_transform = None
   where = config.get("augment_on", "host")
@@ -152,7 +171,7 @@ def image_classification(config, spec: sources.DatasetSpec) -> Dataset:
   if where == "device":  # jax is imported here only: grain's workers never need it
     from aila_jax.data import device_augment  # pylint: disable=g-import-not-at-top
     device_transform = device_augment.DeviceImageTransform(
-        mean=tuple(spec.mean), std=tuple(spec.std), crop_pad=4 if augment == "crop_flip" else None,
+        mean=mean, std=std, crop_pad=4 if augment == "crop_flip" else None,
         host_preprocess=uint8_images)
   return Dataset(name=spec.name, train=train, eval={"test": test}, preprocess=preprocess,
                  example=example, model_kwargs={"num_classes": spec.num_classes},

@@ -111,3 +111,21 @@ def test_draws_do_not_depend_on_how_the_batch_is_sharded():
   assert jax.device_count() == 8 and len(split[0].sharding.device_set) == 8
   for a, b in zip(one, split):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_normalisation_constants_from_the_config(tmp_path, data_dir):
+  # config.image_mean / image_std replace the dataset's statistics on the host and in the step alike
+  spec = datasets.sources.DATASETS["mnist"]
+  images = np.random.default_rng(3).integers(0, 256, (4,) + spec.image_shape, dtype=np.uint8)
+  batch = {"image": images, "label": np.arange(4, dtype=np.int64)}
+  for where in ("host", "device"):
+    config = make_testing_config(data_dir, dataset="mnist", augment_on=where, image_mean=(0.5,), image_std=(0.25,))
+    ds = datasets.image_classification(config, spec)
+    got = (ds.preprocess(batch) if where == "host" else ds.device_transform(ds.device_transform.host_preprocess(batch)))
+    np.testing.assert_allclose(np.asarray(got["image"]), (images / 255.0 - 0.5) / 0.25, rtol=1e-6, atol=1e-6)
+  default = datasets.image_classification(make_testing_config(data_dir, dataset="mnist"), spec).preprocess(batch)
+  np.testing.assert_allclose(default["image"], (images / 255.0 - spec.mean[0]) / spec.std[0], rtol=1e-6, atol=1e-6)
+  with pytest.raises(ConfigError, match=r"config.image_std: expected 1 positive number\(s\), one per channel of mnist"):
+    datasets.image_classification(make_testing_config(data_dir, dataset="mnist", image_std=(0.2, 0.2, 0.2)), spec)
+  with pytest.raises(ConfigError, match=r"config.image_std: expected 1 positive"):
+    datasets.image_classification(make_testing_config(data_dir, dataset="mnist", image_std=(0.0,)), spec)
