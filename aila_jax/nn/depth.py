@@ -381,6 +381,7 @@ class AILA2Mixer(_Mixer):
   include_input: bool = True
   residual: bool = False
   qk_norm: bool = True
+  keys: str = "slots"           # the key LayerNorm + Dense: 'slots' (slot by slot) or 'stacked' (once, on a stack)
   uses_history = True
 
   @nn.compact
@@ -391,6 +392,8 @@ class AILA2Mixer(_Mixer):
     if self.pooling not in ("per_token", "pooled"):
       raise ConfigError(f"config.model.mixer_kwargs.pooling: expected 'per_token' or 'pooled', "
                         f"got {self.pooling!r}")
+    if self.keys not in ("slots", "stacked"):
+      raise ConfigError(f"config.model.mixer_kwargs.keys: expected 'slots' or 'stacked', got {self.keys!r}")
     width = h.shape[-1]
     if width % self.num_heads:
       raise ConfigError(f"config.model.mixer_kwargs.num_heads: aila2 needs the width {width} to be divisible "
@@ -416,8 +419,12 @@ class AILA2Mixer(_Mixer):
       kin = [x.mean(pos_axes) for x in xs] if pos_axes else list(xs)  # |V_t| x (B, D)
     else:
       kin = list(xs)
-    # the key LayerNorm and Dense (one set of parameters) applied slot by slot: on CPU (ResNet-20, batch 32)
-    # a step with per-token keys took 267 ms this way, 300 ms with both applied once to a stack of the slots
+    # the key LayerNorm and Dense (one set of parameters) applied slot by slot (keys='slots': on CPU, ResNet-20
+    # at batch 32, a step with per-token keys took 267 ms this way, 300 ms stacked) or once to a stack of the
+    # slots (keys='stacked': one matrix product per layer instead of one per slot; same values and parameters)
+    stacked = self.keys == "stacked" and len(kin) > 1
+    if stacked:
+      kin = [jnp.stack(kin)]
     if self.qk_norm:
       u = nn.LayerNorm(dtype=self.dtype, name="q_norm")(u)
       k_norm = nn.LayerNorm(dtype=self.dtype, name="k_norm")
@@ -425,6 +432,8 @@ class AILA2Mixer(_Mixer):
     q = nn.Dense(width, use_bias=False, dtype=self.dtype, name="query")(u)
     key = nn.Dense(width, use_bias=False, dtype=self.dtype, name="key")
     k = [key(a) for a in kin]
+    if stacked:
+      k = list(k[0])
     vs = [x.astype(q.dtype) for x in xs]
     if self.pooling == "pooled":
       mix, weights = depth_attn.pooled_depth_attention(q, k, vs, num_heads=self.num_heads)

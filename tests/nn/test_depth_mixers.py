@@ -274,3 +274,31 @@ def test_mrla_conv_implementations_agree(name, switch):
     np.testing.assert_allclose(outs[other], outs[1], rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.tree_util.tree_leaves(grads[other]), jax.tree_util.tree_leaves(grads[1])):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("keys", ["slots", "stacked"])
+def test_aila2_per_token_equals_the_formula(keys):
+  # x = h + sum_i alpha_i x_i, alpha = softmax_i over the readable slots of (W_q LN_q(h)) . (W_k LN_k(x_i)) / sqrt(d)
+  # per head and token, from the module's own parameters, in numpy
+  rng = np.random.default_rng(12)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  buf = _buffer("aila2", rng, 3)
+  heads, d = 2, D // 2
+  x, _, w, _, variables = _run("aila2", 3, h, buf, num_heads=heads, keys=keys)
+  prm = jax.tree_util.tree_map(np.asarray, variables["params"])
+
+  def ln(a, p):
+    a = np.asarray(a, np.float64)
+    mu, var = a.mean(-1, keepdims=True), a.var(-1, keepdims=True)
+    return (a - mu) / np.sqrt(var + 1e-6) * p["scale"] + p["bias"]
+
+  q = (ln(h, prm["q_norm"]) @ prm["query"]["kernel"]).reshape(B, P, heads, d)
+  slots = [np.asarray(s, np.float64) for s in buf["x"]]  # slots 0, 1, 2
+  k = np.stack([(ln(s, prm["k_norm"]) @ prm["key"]["kernel"]).reshape(B, P, heads, d) for s in slots])
+  logits = np.einsum("bpnd,ibpnd->ibpn", q, k) / np.sqrt(d)
+  alpha = np.exp(logits - logits.max(0)) / np.exp(logits - logits.max(0)).sum(0)
+  mix = np.einsum("ibpn,ibpnd->bpnd", alpha, np.stack(slots).reshape(3, B, P, heads, d)).reshape(B, P, D)
+  np.testing.assert_allclose(np.asarray(x), np.asarray(h) + mix, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(w)[..., :3], alpha.mean(2).transpose(1, 2, 0), rtol=1e-4, atol=1e-6)
+  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.keys: expected 'slots' or 'stacked'"):
+    _run("aila2", 3, h, buf, num_heads=heads, keys="fused")
