@@ -161,7 +161,9 @@ def plan(suite: str, *, gpu: bool, only=None) -> list[Bench]:
 
 def command(b: Bench, *, out, data, ram_peer) -> list[str]:
   fill = {"out": str(out), "data": str(data or ""), "ram_peer": str(ram_peer)}
-  return [sys.executable, str(REPO / "bench" / f"{b.script}.py")] + [a.format(**fill) for a in b.args]
+  # the script relative to the checkout (the child runs there, cwd=REPO): a printed or stored command line
+  # names no folder of this machine
+  return [sys.executable, f"bench/{b.script}.py"] + [a.format(**fill) for a in b.args]
 
 
 def why_skip(b: Bench, *, data, torch_ok: bool) -> str | None:

@@ -25,6 +25,7 @@ def test_cpu_quick_suite_runs_attention_writes_json_and_figures(tmp_path):
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert "CPU smoke" in proc.stdout and "attention: ok" in proc.stdout
+  assert "attention: bench/attention.py --out" in proc.stdout and str(REPO) not in proc.stdout  # a portable log
   result = json.loads((out / "attention_cpu.json").read_text())
   assert result["device"].lower() == "cpu" and "--smoke" in result["command"]
   (shape,) = result["shapes"]
