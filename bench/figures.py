@@ -487,6 +487,11 @@ def _pct(x):
   return f"{100 * x:.2f}%"
 
 
+def _spread(sd) -> str:
+  """`` +- x.xx`` (a standard deviation of fractions, in points), or nothing where there is none."""
+  return f" +- {100 * sd:.2f}" if sd else ""
+
+
 def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
   """(family, ours, paper, peer, source files and devices) for the table of docs/results.md."""
   rows = []
@@ -645,26 +650,30 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
                                     if seconds and "final_epoch_test_accuracy" in ours else ""),
                  "not applicable (the paper reports ImageNet)",
                  described(peer), src(name)))
-  by_epochs: dict[int, dict[str, dict[int, float]]] = {}  # epochs -> ours/peer -> seed -> final accuracy
+  # epochs -> ours/peer -> normalisation std -> seed -> (final accuracy, file): runs with other constants
+  # (bench/dla_cifar.py --ours_norm / --peer_norm) are averaged apart
+  by_epochs: dict[int, dict[str, dict[tuple, dict[int, tuple[float, str]]]]] = {}
   for name in _dla_cifar_files(res):
     for who in ("ours", "peer"):
       run = res[name].get(who) or {}
       if "final_epoch_test_accuracy" in run:
-        by_epochs.setdefault(res[name]["epochs"], {}).setdefault(who, {})[res[name].get("seed", 0)] = (
-            run["final_epoch_test_accuracy"], name)
+        std = tuple((run.get("normalisation") or {}).get("std") or ())
+        by_epochs.setdefault(res[name]["epochs"], {}).setdefault(who, {}).setdefault(std, {})[
+            res[name].get("seed", 0)] = (run["final_epoch_test_accuracy"], name)
   for epochs, sides in sorted(by_epochs.items()):
-    if max(len(v) for v in sides.values()) < 2:
+    if max(len(seeds) for groups in sides.values() for seeds in groups.values()) < 2:
       continue
 
     def over_seeds(who):
-      runs = sides.get(who) or {}
-      if not runs:
-        return "not run"
-      acc = [a for a, _ in runs.values()]
-      sd = f" +- {100 * statistics.stdev(acc):.2f}" if len(acc) > 1 else ""
-      return (f"{_pct(statistics.fmean(acc))}{sd} final epoch, mean of seeds {sorted(runs)} "
-              f"({', '.join(_pct(runs[k][0]) for k in sorted(runs))})")
-    files = sorted({n for v in sides.values() for _, n in v.values()})
+      groups = sides.get(who) or {}
+      texts = []
+      for std, runs in sorted(groups.items()):
+        acc = [runs[k][0] for k in sorted(runs)]
+        texts.append((f"normalisation std {std}: " if len(groups) > 1 else "")
+                     + f"{_pct(statistics.fmean(acc))}{_spread(statistics.stdev(acc) if len(acc) > 1 else None)}"
+                     f" final epoch, mean of seeds {sorted(runs)} ({', '.join(map(_pct, acc))})")
+      return "; ".join(texts) or "not run"
+    files = sorted({n for groups in sides.values() for runs in groups.values() for _, n in runs.values()})
     rows.append((f"DLA CIFAR-10 (kuangliu topology), {epochs} epochs, the peer's recipe: final-epoch test accuracy "
                  "over seeds (JPEG copy)", over_seeds("ours"), "not applicable (the paper reports ImageNet)",
                  over_seeds("peer"), ", ".join(src(n) for n in files)))
@@ -700,11 +709,11 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
       if not row.get("paired_seeds"):
         continue
       no, yes = row["noela"], row["ela"]
-      spread = lambda arm: f" +- {100 * arm['test_accuracy_std']:.2f}" if arm.get("test_accuracy_std") else ""
       rows.append((f"ELA accuracy, {mixer} ResNet-56, {r['epochs']} epochs, seeds {row['paired_seeds']} "
                    f"(test accuracy, mean +- sd; JPEG copy)",
-                   f"with ELA {_pct(yes['test_accuracy_mean'])}{spread(yes)}, without {_pct(no['test_accuracy_mean'])}"
-                   f"{spread(no)} ({100 * row['accuracy_ela_minus_noela']:+.2f} points); training seconds with / "
+                   f"with ELA {_pct(yes['test_accuracy_mean'])}{_spread(yes.get('test_accuracy_std'))}, without "
+                   f"{_pct(no['test_accuracy_mean'])}{_spread(no.get('test_accuracy_std'))} "
+                   f"({100 * row['accuracy_ela_minus_noela']:+.2f} points); training seconds with / "
                    f"without {row['train_seconds_ela_over_noela']:.3f} ({r['jobs']} runs sharing the GPU)",
                    "accuracy kept while pruning (abstract)", "no peer (no public code)", src(name)))
   if not ela_acc:

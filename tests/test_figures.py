@@ -3,6 +3,7 @@ the ratios the bench scripts stored themselves, and the generated table of docs/
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from bench import figures
@@ -134,3 +135,24 @@ def test_dla_cifar_result_is_drawn_and_tabled(tmp_path):
           "for the whole run (compilation and evaluation included) | not applicable (the paper reports ImageNet) | "
           "80.00% final epoch (best epoch 80.00%, as the peer reports it), 5,000 training img/s after epoch 1 |") in table
   assert "batch 32" not in table and "DLA CIFAR-10 accuracy (200 epochs) | not run" not in table
+
+
+def test_dla_cifar_accuracy_over_seeds_is_averaged_per_normalisation(tmp_path):
+  cifar, kuangliu = [0.247, 0.2435, 0.2616], [0.2023, 0.1994, 0.201]
+
+  def stored(tag, seed, who, acc, std):
+    run = {"final_epoch_test_accuracy": acc, "best_epoch_test_accuracy": acc, "normalisation": {"std": std}}
+    (tmp_path / f"dla_cifar_GPU_e30_{tag}.json").write_text(json.dumps(
+        {"device": "GPU", "epochs": 30, "batch": 128, "seed": seed, who: run}))
+
+  stored("a", 0, "ours", 0.80, cifar)
+  stored("b", 1, "ours", 0.90, cifar)
+  stored("c", 0, "ours", 0.70, kuangliu)  # --ours_norm peer: its own group
+  stored("d", 0, "peer", 0.85, kuangliu)
+  rows = figures.headline_rows(figures.Results(figures.collect([tmp_path])))
+  (row,) = [r for r in rows if "over seeds" in r[0]]
+  sd = 100 * float(np.std([0.80, 0.90], ddof=1))
+  assert row[1] == (f"normalisation std {tuple(kuangliu)}: 70.00% final epoch, mean of seeds [0] (70.00%); "
+                    f"normalisation std {tuple(cifar)}: 85.00% +- {sd:.2f} final epoch, mean of seeds [0, 1] "
+                    "(80.00%, 90.00%)")
+  assert row[3] == "85.00% final epoch, mean of seeds [0] (85.00%)"
