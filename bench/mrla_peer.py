@@ -280,7 +280,8 @@ def main():
       print(f"{net}: ours {summary[net]['throughput_ratio']:.2f}x the official best images/s; relative cost "
             f"{ours['relative_cost']:.3f} vs official best {best_rel:.3f}", flush=True)
   result = {"device": kind, "torch_device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-            "jax": jax.__version__, "torch": torch.__version__ if torch is not None else None, "batch": args.batch, "size": args.size,
+            "jax": jax.__version__, "torch": getattr(torch, "__version__", None), "batch": args.batch,
+            "size": args.size,
             "classes": args.classes, "rounds": args.rounds, "loop": args.loop, "dtype": "bfloat16",
             "official_commit": (PEER_DIR / "COMMIT").read_text().strip() if (PEER_DIR / "COMMIT").exists() else None,
             "command": " ".join(sys.argv), "rows": rows, "summary": summary}

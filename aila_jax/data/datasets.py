@@ -136,10 +136,7 @@ def _channel_stats(config, key: str, default, spec: sources.DatasetSpec) -> tupl
   if value is None:
     return tuple(float(v) for v in default)
   channels = spec.image_shape[-1]
-  try:
-    stats = tuple(float(v) for v in value)
-  except (TypeError, ValueError):
-    stats = ()
+  stats = tuple(float(v) for v in value)  # numbers: config_check has checked the types
   if len(stats) != channels or (key == "image_std" and any(not v > 0 for v in stats)):
     raise ConfigError(f"config.{key}: expected {channels} {'positive ' if key == 'image_std' else ''}number(s), one "
                       f"per channel of {spec.name} {spec.image_shape}, got {value!r} (None: the dataset's own, "
@@ -159,8 +156,8 @@ def image_classification(config, spec: sources.DatasetSpec) -> Dataset:
   test = sources.get_source(spec.name, "test", **kw)
   sources.check_source(train, spec, split="train")
   sources.check_source(test, spec, split="test")
-  mean, std = (_channel_stats(config, key, getattr(spec, key[len("image_"):]), spec)
-               for key in ("image_mean", "image_std"))
+  mean = _channel_stats(config, "image_mean", spec.mean, spec)
+  std = _channel_stats(config, "image_std", spec.std, spec)
   preprocess = Normalize(mean, std)
   example = preprocess({"image": np.zeros((1,) + spec.image_shape, np.uint8), "label": np.zeros(1, np.int64)})
   device_transform = None
