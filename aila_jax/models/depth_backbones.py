@@ -115,6 +115,19 @@ def ela_kl(weights: list, inter: dict, *, stage: int, mixer: str, mixer_kwargs: 
     out[layer_name(stage, t)] = jnp.minimum(jnp.mean(kl), KL_CAP)
 
 
+def require_ela_pairs(inter: dict, *, model: str, layout: str) -> None:
+  """A clear error, at initialisation, when ELA is on but no block has an adjacent KL to report.
+
+  ELA compares block ``t``'s depth distribution with block ``t-1``'s in the same stage, so a network whose
+  stages have one block each (a CIFAR ResNet of depth 8, a one-layer MLP) gives the controller nothing to
+  measure. ``layout`` names the config key that sets the blocks per stage and its value.
+  """
+  if not inter.get("ela_kl"):
+    raise ConfigError(f"config.ela.enabled: {model} has no pair of adjacent blocks in a stage to compare "
+                      f"({layout}); ELA needs >= 2 blocks per stage, and >= protect_first + 1 (config.ela."
+                      f"protect_first) for any block to be skipped")
+
+
 def _mixer_kwargs(name: str, kwargs: Mapping | None) -> dict:
   kwargs = dict(kwargs or {})
   depth_nn.check_mixer_kwargs(name, kwargs)
@@ -249,6 +262,9 @@ class CifarResNet(nn.Module):
         ela_kl(weights, inter, stage=s, mixer=self.mixer, mixer_kwargs=mkw, depth=n + 1,
                support=self.ela_kl_support)
       inter[f"stage_{s}"] = x
+    if self.ela_stats:
+      require_ela_pairs(inter, model="cifar_resnet",
+                        layout=f"config.model.depth={self.depth}: {n} {self.block} block(s) per stage")
     x = x.mean(axis=(1, 2))  # (B, C)
     inter["features"] = x
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
@@ -298,6 +314,7 @@ class DepthMLP(nn.Module):
     if self.ela_stats:
       ela_kl(weights, inter, stage=0, mixer=self.mixer, mixer_kwargs=mkw, depth=self.depth + 1,
              support=self.ela_kl_support)
+      require_ela_pairs(inter, model="depth_mlp", layout=f"config.model.depth={self.depth}")
     x = nn.LayerNorm(dtype=self.dtype, name="ln_out")(x)
     inter["features"] = x
     out = _head(self.num_classes, self.zero_head, self.dtype)(x)
@@ -346,6 +363,7 @@ class DepthLSTM(nn.Module):
     if self.ela_stats:
       ela_kl(weights, inter, stage=0, mixer=self.mixer, mixer_kwargs=mkw, depth=self.depth + 1,
              support=self.ela_kl_support)
+      require_ela_pairs(inter, model="depth_lstm", layout=f"config.model.depth={self.depth}")
     x = x[:, -1]  # (B, D) the last time step
     inter["features"] = x
     out = _head(self.num_classes, self.zero_head, self.dtype)(x)

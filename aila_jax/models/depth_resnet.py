@@ -160,6 +160,8 @@ class DepthResNet(nn.Module):
         bb.ela_kl(weights, inter, stage=s, mixer=self.mixer, mixer_kwargs=mkw, depth=n + 1,
                   support=self.ela_kl_support)
       inter[f"stage_{s}"] = x
+    if self.ela_stats:
+      bb.require_ela_pairs(inter, model="resnet50_depth", layout=f"config.model.stage_sizes={tuple(self.stage_sizes)}")
     x = x.mean(axis=(1, 2))  # (B, C)
     inter["features"] = x
     fan_in = x.shape[-1]

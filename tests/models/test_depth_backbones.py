@@ -99,3 +99,14 @@ def test_backbone_errors():
     _count("depth_lstm", (8, 1), depth=0)
   with pytest.raises(ValueError, match=r"cifar_resnet: expected images \[B, H, W, C\]"):
     _count("cifar_resnet", (32, 32))
+
+
+def test_ela_on_stages_of_one_block_is_a_clear_error():
+  """ELA compares adjacent blocks of a stage: with one block per stage (ResNet-8, a 1-layer MLP) there is
+  nothing to measure, said at initialisation (the trainer used to stop at its first log step blaming the task)."""
+  with pytest.raises(ConfigError, match=r"config.ela.enabled: cifar_resnet has no pair .*config.model.depth=8: 1 "
+                                        r"basic block\(s\) per stage"):
+    _count("cifar_resnet", (32, 32, 3), depth=8, mixer="mrla_base", ela_stats=True)
+  with pytest.raises(ConfigError, match=r"config.ela.enabled: depth_mlp has no pair .*config.model.depth=1\)"):
+    _count("depth_mlp", (8, 1), depth=1, mixer="aila1", ela_stats=True)
+  _count("cifar_resnet", (32, 32, 3), depth=14, mixer="mrla_base", ela_stats=True)  # 2 blocks a stage: fine
