@@ -41,6 +41,19 @@ sys.path.insert(0, str(REPO))
 from bench.results_io import save_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
+def device_name() -> str:
+  """The device kind the runs will use, asked in a subprocess: JAX in this process would hold a GPU context
+  (and, by default, most of its memory) while the runs train. 'unknown' if that fails."""
+  code = "import jax; d = jax.devices()[0]; print(getattr(d, 'device_kind', d.platform))"
+  env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
+  try:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                         check=True)
+    return out.stdout.strip().splitlines()[-1]
+  except (subprocess.SubprocessError, OSError, IndexError):
+    return "unknown"
+
+
 def plan(mixers, seeds, epochs):
   """(mixer, arm, seed) in start order: seed-major, both arms of a mixer together."""
   return [(m, arm, s) for s in seeds for m in mixers for arm in ("noela", "ela")]
@@ -100,6 +113,25 @@ def main(argv=None):
   else:
     ap.error("give --data_dir or --data_parts DIR_A DIR_B")
   env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")  # several runs share one GPU
+  device = device_name()
+  name = f"ela_accuracy_{device.replace(' ', '-')}_e{args.epochs}{'_' + args.tag if args.tag else ''}.json"
+  path = pathlib.Path(args.out) / name
+  path.parent.mkdir(parents=True, exist_ok=True)
+
+  def write(runs, complete):
+    """The result so far (written after every finished run, so a killed call keeps the runs it finished)."""
+    result = {"device": device, "command": "bench/ela_accuracy.py " + " ".join(argv if argv is not None
+                                                                              else sys.argv[1:]),
+              "data": (f"--data_parts {' '.join(args.data_parts)} (rebuilt, every array's sha256 checked)"
+                       if args.data_parts else "--data_dir"),
+              "config": "configs/cifar10_resnet56_ela.py", "epochs": args.epochs, "seeds": seeds, "jobs": args.jobs,
+              "sets": args.set, "note": ("runs shared the device --jobs at a time: accuracies compare, seconds only "
+                                         "between runs that shared it alike"),
+              "complete": complete, "summary": summarise(runs, mixers), "runs": runs,
+              "wall_s": time.perf_counter() - t0}
+    save_result(path, result, indent=2)
+    return result
+
   todo, running, runs = plan(mixers, seeds, args.epochs), [], []
   t0 = time.perf_counter()
   while todo or running:
@@ -139,29 +171,13 @@ def main(argv=None):
         tail = (root / f"{workdir.name}.log").read_text()[-1500:]
         rec.update(status="terminated" if info.get("terminated") else "failed", log_tail=tail)
       runs.append(rec)
+      write(runs, complete=False)
       print(f"[{time.perf_counter() - t0:6.0f} s] {workdir.name}: {rec['status']}"
             + (f", test accuracy {rec['test_accuracy']:.4f}" if rec.get("test_accuracy") is not None else ""),
             flush=True)
     time.sleep(0.5)
 
-  try:
-    import jax  # pylint: disable=g-import-not-at-top
-    dev = jax.devices()[0]
-    device = getattr(dev, "device_kind", dev.platform)
-  except Exception:  # pylint: disable=broad-except
-    device = "unknown"
-  result = {"device": device, "command": "bench/ela_accuracy.py " + " ".join(argv if argv is not None
-                                                                            else sys.argv[1:]),
-            "data": (f"--data_parts {' '.join(args.data_parts)} (rebuilt, every array's sha256 checked)"
-                     if args.data_parts else "--data_dir"),
-            "config": "configs/cifar10_resnet56_ela.py", "epochs": args.epochs, "seeds": seeds, "jobs": args.jobs,
-            "sets": args.set, "note": ("runs shared the device --jobs at a time: accuracies compare, seconds only "
-                                       "between runs that shared it alike"),
-            "summary": summarise(runs, mixers), "runs": runs, "wall_s": time.perf_counter() - t0}
-  name = f"ela_accuracy_{device.replace(' ', '-')}_e{args.epochs}{'_' + args.tag if args.tag else ''}.json"
-  path = pathlib.Path(args.out) / name
-  path.parent.mkdir(parents=True, exist_ok=True)
-  save_result(path, result, indent=2)
+  result = write(runs, complete=True)
   for m, row in result["summary"].items():
     if row["paired_seeds"]:
       print(f"{m}: seeds {row['paired_seeds']}: no ELA {100 * row['noela']['test_accuracy_mean']:.2f}%, "

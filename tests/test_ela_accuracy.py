@@ -30,3 +30,27 @@ def test_summary_uses_only_seeds_finished_in_both_arms():
   assert row["ela"]["test_accuracy_std"] == pytest.approx(np.std([0.91, 0.90], ddof=1))
   assert row["accuracy_ela_minus_noela"] == pytest.approx(0.905 - 0.91)
   assert row["train_seconds_ela_over_noela"] == pytest.approx(85.0 / 105.0)
+
+
+def test_result_is_written_after_every_finished_run(tmp_path, monkeypatch):
+  """A call killed mid-way keeps the runs it finished: each run's record reaches the JSON as it ends.
+  The runs are stand-ins (a Python one-liner writing final_metrics.json); the second reads the JSON the
+  first left behind and reports how many runs it held as its 'accuracy'."""
+  import json  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  result = tmp_path / "out" / "ela_accuracy_fake-device_e1_t.json"
+
+  def fake_command(mixer, arm, seed, epochs, data_dir, workdir, sets):
+    code = ("import json, pathlib, sys; w = pathlib.Path(sys.argv[1]); w.mkdir(parents=True); r = pathlib.Path("
+            "sys.argv[2]); n = len(json.loads(r.read_text())['runs']) if r.exists() else 0; "
+            "(w / 'final_metrics.json').write_text(json.dumps({'eval/accuracy': n, 'train_seconds': 1.0}))")
+    return [sys.executable, "-c", code, str(workdir), str(result)]
+
+  monkeypatch.setattr(ela_accuracy, "command", fake_command)
+  monkeypatch.setattr(ela_accuracy, "device_name", lambda: "fake device")
+  rc = ela_accuracy.main(["--data_dir", str(tmp_path), "--out", str(tmp_path / "out"), "--epochs", "1",
+                          "--seeds", "0", "--mixers", "mrla_base", "--jobs", "1", "--tag", "t"])
+  assert rc == 0
+  saved = json.loads(result.read_text())
+  assert saved["complete"] is True and [r["arm"] for r in saved["runs"]] == ["noela", "ela"]
+  assert [r["test_accuracy"] for r in saved["runs"]] == [0, 1]  # the first run's record was on disk before the second
