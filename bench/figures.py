@@ -714,7 +714,8 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
                    f"with ELA {_pct(yes['test_accuracy_mean'])}{_spread(yes.get('test_accuracy_std'))}, without "
                    f"{_pct(no['test_accuracy_mean'])}{_spread(no.get('test_accuracy_std'))} "
                    f"({100 * row['accuracy_ela_minus_noela']:+.2f} points); training seconds with / "
-                   f"without {row['train_seconds_ela_over_noela']:.3f} ({r['jobs']} runs sharing the GPU)",
+                   f"without {row['train_seconds_ela_over_noela']:.3f} ({r['jobs']} runs sharing the GPU)"
+                   + ("; the call ended before every planned run had" if r.get("complete") is False else ""),
                    "accuracy kept while pruning (abstract)", "no peer (no public code)", src(name)))
   if not ela_acc:
     rows.append(("ELA accuracy with skips (3 seeds)", "not run on a GPU yet", "not available", "no peer", "none"))

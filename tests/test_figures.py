@@ -156,3 +156,25 @@ def test_dla_cifar_accuracy_over_seeds_is_averaged_per_normalisation(tmp_path):
                     f"normalisation std {tuple(cifar)}: 85.00% +- {sd:.2f} final epoch, mean of seeds [0, 1] "
                     "(80.00%, 90.00%)")
   assert row[3] == "85.00% final epoch, mean of seeds [0] (85.00%)"
+
+
+def test_ela_accuracy_row_from_the_paired_summary(tmp_path):
+  """The ELA accuracy row quotes bench/ela_accuracy.py's own summary (built here by its summarise) and says
+  when the call ended before every planned run had."""
+  from bench import ela_accuracy  # pylint: disable=import-outside-toplevel
+
+  def run(arm, seed, acc, sec):
+    return {"mixer": "mrla_base", "arm": arm, "seed": seed, "status": "finished", "test_accuracy": acc,
+            "train_seconds": sec}
+  runs = [run("noela", 0, 0.90, 100.0), run("ela", 0, 0.91, 80.0), run("noela", 1, 0.92, 110.0),
+          run("ela", 1, 0.89, 90.0)]
+  result = {"device": "GPU", "epochs": 10, "jobs": 6, "complete": False,
+            "summary": ela_accuracy.summarise(runs, ["mrla_base"]), "runs": runs}
+  (tmp_path / "ela_accuracy_GPU_e10.json").write_text(json.dumps(result))
+  rows = figures.headline_rows(figures.Results(figures.collect([tmp_path])))
+  (row,) = [r for r in rows if r[0].startswith("ELA accuracy")]
+  sd_yes, sd_no = (100 * float(np.std(v, ddof=1)) for v in ([0.91, 0.89], [0.90, 0.92]))
+  assert row[0].startswith("ELA accuracy, mrla_base ResNet-56, 10 epochs, seeds [0, 1]")
+  assert row[1] == (f"with ELA 90.00% +- {sd_yes:.2f}, without 91.00% +- {sd_no:.2f} (-1.00 points); training "
+                    f"seconds with / without {85 / 105:.3f} (6 runs sharing the GPU); the call ended before every "
+                    "planned run had")
