@@ -54,6 +54,22 @@ def device_name() -> str:
     return "unknown"
 
 
+def progress(metrics_jsonl: pathlib.Path) -> dict:
+  """How far a run without final metrics got: its last logged step and its last test evaluation, if any."""
+  out = {}
+  if metrics_jsonl.exists():
+    for line in metrics_jsonl.read_text().splitlines():
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:
+        continue  # a line cut by the kill
+      if "step" in row:
+        out["last_logged_step"] = row["step"]
+        if row.get("eval/accuracy") is not None:
+          out.update(last_eval_step=row["step"], last_eval_accuracy=row["eval/accuracy"])
+  return out
+
+
 def plan(mixers, seeds, epochs):
   """(mixer, arm, seed) in start order: seed-major, both arms of a mixer together."""
   return [(m, arm, s) for s in seeds for m in mixers for arm in ("noela", "ela")]
@@ -169,7 +185,8 @@ def main(argv=None):
                    skip_set=m.get("ela/skip_set"), recompiles=m.get("ela/recompiles"))
       else:
         tail = (root / f"{workdir.name}.log").read_text()[-1500:]
-        rec.update(status="terminated" if info.get("terminated") else "failed", log_tail=tail)
+        rec.update(status="terminated" if info.get("terminated") else "failed", log_tail=tail,
+                   **progress(workdir / "metrics.jsonl"))
       runs.append(rec)
       write(runs, complete=False)
       print(f"[{time.perf_counter() - t0:6.0f} s] {workdir.name}: {rec['status']}"

@@ -1,4 +1,6 @@
 """bench/ela_accuracy.py: start order (complete pairs first), the commands, and the paired summary."""
+import json
+
 import numpy as np
 import pytest
 
@@ -36,7 +38,6 @@ def test_result_is_written_after_every_finished_run(tmp_path, monkeypatch):
   """A call killed mid-way keeps the runs it finished: each run's record reaches the JSON as it ends.
   The runs are stand-ins (a Python one-liner writing final_metrics.json); the second reads the JSON the
   first left behind and reports how many runs it held as its 'accuracy'."""
-  import json  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
   result = tmp_path / "out" / "ela_accuracy_fake-device_e1_t.json"
 
@@ -54,3 +55,11 @@ def test_result_is_written_after_every_finished_run(tmp_path, monkeypatch):
   saved = json.loads(result.read_text())
   assert saved["complete"] is True and [r["arm"] for r in saved["runs"]] == ["noela", "ela"]
   assert [r["test_accuracy"] for r in saved["runs"]] == [0, 1]  # the first run's record was on disk before the second
+
+
+def test_progress_of_a_run_stopped_before_its_final_metrics(tmp_path):
+  rows = [{"step": 100, "train/loss": 2.0}, {"step": 390, "eval/accuracy": 0.41}, {"step": 400, "train/loss": 1.5}]
+  (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 5')  # cut by the kill
+  assert ela_accuracy.progress(tmp_path / "metrics.jsonl") == {
+      "last_logged_step": 400, "last_eval_step": 390, "last_eval_accuracy": 0.41}
+  assert ela_accuracy.progress(tmp_path / "missing.jsonl") == {}
