@@ -124,8 +124,9 @@ def require_ela_pairs(inter: dict, *, model: str, layout: str) -> None:
   """
   if not inter.get("ela_kl"):
     raise ConfigError(f"config.ela.enabled: {model} has no pair of adjacent blocks in a stage to compare "
-                      f"({layout}); ELA needs >= 2 blocks per stage, and >= protect_first + 1 (config.ela."
-                      f"protect_first) for any block to be skipped")
+                      f"({layout}); ELA needs >= 2 blocks per stage whose readable slots grow by one from block to "
+                      f"block (config.model.mixer_kwargs may shift them instead), and >= protect_first + 1 blocks "
+                      f"(config.ela.protect_first) for any block to be skipped")
 
 
 def _mixer_kwargs(name: str, kwargs: Mapping | None) -> dict:
