@@ -6,7 +6,8 @@ their test accuracies compare, their seconds only with runs that shared it the s
 keeps ``jobs``; time the savings alone with bench/ela_time.py). Runs start seed by seed, each seed's
 ELA/no-ELA pairs together, so a budget that stops early still leaves complete pairs. Past
 ``--budget_s`` no run starts; a run still going at ``--budget_s + --grace_s`` gets SIGTERM (the trainer
-saves a checkpoint and stops: the run is reported as preempted, not as finished).
+saves a checkpoint and stops without final metrics: the run is reported as terminated, with its last logged
+step and test evaluation, and its seed's pair is left out of the summary).
 
 Per run: final test accuracy, training seconds (and the first step's), the skip set and recompiles. Per
 mixer: the mean and sample standard deviation over the seeds finished in both arms, and the mean
@@ -39,6 +40,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.results_io import save_result  # noqa: E402  pylint: disable=g-import-not-at-top
+from aila_jax.train.metrics import read_metrics  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def device_name() -> str:
@@ -54,19 +56,13 @@ def device_name() -> str:
     return "unknown"
 
 
-def progress(metrics_jsonl: pathlib.Path) -> dict:
+def progress(workdir: pathlib.Path) -> dict:
   """How far a run without final metrics got: its last logged step and its last test evaluation, if any."""
   out = {}
-  if metrics_jsonl.exists():
-    for line in metrics_jsonl.read_text().splitlines():
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError:
-        continue  # a line cut by the kill
-      if "step" in row:
-        out["last_logged_step"] = row["step"]
-        if row.get("eval/accuracy") is not None:
-          out.update(last_eval_step=row["step"], last_eval_accuracy=row["eval/accuracy"])
+  for row in read_metrics(workdir):
+    out["last_logged_step"] = row["step"]
+    if row.get("eval/accuracy") is not None:
+      out.update(last_eval_step=row["step"], last_eval_accuracy=row["eval/accuracy"])
   return out
 
 
@@ -179,14 +175,14 @@ def main(argv=None):
              "wall_s": time.perf_counter() - t0 - info["started_s"]}
       if final.exists():
         m = json.loads(final.read_text())
-        rec.update(status="preempted" if m.get("preempted") or info.get("terminated") else "finished",
+        rec.update(status="preempted" if info.get("terminated") else "finished",
                    step=m.get("step"), test_accuracy=m.get("eval/accuracy"), test_loss=m.get("eval/loss"),
                    train_seconds=m.get("train_seconds"), first_step_seconds=m.get("first_step_seconds"),
                    skip_set=m.get("ela/skip_set"), recompiles=m.get("ela/recompiles"))
       else:
         tail = (root / f"{workdir.name}.log").read_text()[-1500:]
         rec.update(status="terminated" if info.get("terminated") else "failed", log_tail=tail,
-                   **progress(workdir / "metrics.jsonl"))
+                   **progress(workdir))
       runs.append(rec)
       write(runs, complete=False)
       print(f"[{time.perf_counter() - t0:6.0f} s] {workdir.name}: {rec['status']}"

@@ -60,6 +60,6 @@ def test_result_is_written_after_every_finished_run(tmp_path, monkeypatch):
 def test_progress_of_a_run_stopped_before_its_final_metrics(tmp_path):
   rows = [{"step": 100, "train/loss": 2.0}, {"step": 390, "eval/accuracy": 0.41}, {"step": 400, "train/loss": 1.5}]
   (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 5')  # cut by the kill
-  assert ela_accuracy.progress(tmp_path / "metrics.jsonl") == {
+  assert ela_accuracy.progress(tmp_path) == {
       "last_logged_step": 400, "last_eval_step": 390, "last_eval_accuracy": 0.41}
-  assert ela_accuracy.progress(tmp_path / "missing.jsonl") == {}
+  assert ela_accuracy.progress(tmp_path / "missing") == {}
