@@ -21,6 +21,11 @@ On the GPU machine the 56 MB data file travels in two parts (``--data_parts DIR_
 
 ``--set KEY=VALUE`` passes ``--config.KEY=VALUE`` to every run (e.g. ``model.depth=8`` and
 ``num_train_steps=4`` for a CPU smoke run).
+
+``--keep EARLIER.json`` continues an earlier result of the same recipe (epochs and ``--set`` list must
+match): its finished runs are copied into the new result (each marked ``kept_from``) and not run again,
+so a call that ended before some runs finished is completed by a second call that trains only those
+(``--seeds`` may add new seeds).
 """
 
 from __future__ import annotations
@@ -71,6 +76,20 @@ def plan(mixers, seeds, epochs):
   return [(m, arm, s) for s in seeds for m in mixers for arm in ("noela", "ela")]
 
 
+def kept_runs(path: pathlib.Path, epochs: int, sets) -> list[dict]:
+  """The finished runs of an earlier result of the same recipe, each marked with the file it came from."""
+  try:
+    earlier = json.loads(pathlib.Path(path).read_text())
+  except (OSError, json.JSONDecodeError) as e:
+    raise SystemExit(f"--keep {path}: cannot read an earlier result ({e})") from e
+  if earlier.get("epochs") != epochs or list(earlier.get("sets", [])) != list(sets):
+    raise SystemExit(f"--keep {path}: recorded with --epochs {earlier.get('epochs')} and --set "
+                     f"{earlier.get('sets')}, this call has --epochs {epochs} and --set {list(sets)}: "
+                     "runs of different recipes do not pair")
+  return [{**r, "kept_from": pathlib.Path(path).name} for r in earlier.get("runs", [])
+          if r.get("status") == "finished"]
+
+
 def command(mixer, arm, seed, epochs, data_dir, workdir, sets):
   return [sys.executable, str(REPO / "train.py"),
           f"--config={REPO / 'configs' / 'cifar10_resnet56_ela.py'}:{mixer},{arm},epochs={epochs}",
@@ -111,6 +130,7 @@ def main(argv=None):
   ap.add_argument("--grace_s", type=float, default=60)
   ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   ap.add_argument("--tag", default="")
+  ap.add_argument("--keep", help="an earlier result JSON of the same recipe whose finished runs are kept, not rerun")
   args = ap.parse_args(argv)
   mixers = [m for m in args.mixers.split(",") if m]
   seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -137,14 +157,20 @@ def main(argv=None):
               "data": (f"--data_parts {' '.join(args.data_parts)} (rebuilt, every array's sha256 checked)"
                        if args.data_parts else "--data_dir"),
               "config": "configs/cifar10_resnet56_ela.py", "epochs": args.epochs, "seeds": seeds, "jobs": args.jobs,
-              "sets": args.set, "note": ("runs shared the device --jobs at a time: accuracies compare, seconds only "
-                                         "between runs that shared it alike"),
+              "sets": args.set, "kept_from": args.keep and pathlib.Path(args.keep).name,
+              "note": ("runs shared the device --jobs at a time: accuracies compare, seconds only "
+                       "between runs that shared it alike (kept runs: as in their own file)"),
               "complete": complete, "summary": summarise(runs, mixers), "runs": runs,
               "wall_s": time.perf_counter() - t0}
     save_result(path, result, indent=2)
     return result
 
-  todo, running, runs = plan(mixers, seeds, args.epochs), [], []
+  runs = kept_runs(args.keep, args.epochs, args.set) if args.keep else []
+  done = {(r["mixer"], r["arm"], r["seed"]) for r in runs}
+  todo, running = [job for job in plan(mixers, seeds, args.epochs) if job not in done], []
+  runs = [r for r in runs if r["mixer"] in mixers]
+  if runs:
+    print(f"kept {len(runs)} finished run(s) from {args.keep}; {len(todo)} to run", flush=True)
   t0 = time.perf_counter()
   while todo or running:
     while todo and len(running) < args.jobs and time.perf_counter() - t0 < args.budget_s:

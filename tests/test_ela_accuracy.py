@@ -63,3 +63,35 @@ def test_progress_of_a_run_stopped_before_its_final_metrics(tmp_path):
   assert ela_accuracy.progress(tmp_path) == {
       "last_logged_step": 400, "last_eval_step": 390, "last_eval_accuracy": 0.41}
   assert ela_accuracy.progress(tmp_path / "missing") == {}
+
+
+def test_keep_reruns_only_what_an_earlier_result_did_not_finish(tmp_path, monkeypatch):
+  """--keep: the earlier file's finished runs are copied (marked), its terminated ones run again, and a
+  recipe that differs (epochs or --set) is refused."""
+  earlier = tmp_path / "earlier.json"
+  fin = {"mixer": "aila2", "status": "finished", "test_accuracy": 0.8, "train_seconds": 10.0}
+  earlier.write_text(json.dumps({"epochs": 1, "sets": ["a=1"], "runs": [
+      {**fin, "arm": "noela", "seed": 0}, {"mixer": "aila2", "arm": "ela", "seed": 0, "status": "terminated"},
+      {**fin, "arm": "noela", "seed": 1}, {**fin, "arm": "ela", "seed": 1}]}))
+  started = []
+
+  def fake_command(mixer, arm, seed, epochs, data_dir, workdir, sets):
+    started.append((mixer, arm, seed))
+    code = ("import json, pathlib, sys; w = pathlib.Path(sys.argv[1]); w.mkdir(parents=True); "
+            "(w / 'final_metrics.json').write_text(json.dumps({'eval/accuracy': 0.7, 'train_seconds': 5.0}))")
+    return [sys.executable, "-c", code, str(workdir)]
+
+  import sys  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(ela_accuracy, "command", fake_command)
+  monkeypatch.setattr(ela_accuracy, "device_name", lambda: "fake device")
+  args = ["--data_dir", str(tmp_path), "--out", str(tmp_path / "out"), "--epochs", "1", "--seeds", "0,1",
+          "--mixers", "aila2", "--jobs", "2", "--set", "a=1", "--tag", "k", "--keep", str(earlier)]
+  assert ela_accuracy.main(args) == 0
+  assert started == [("aila2", "ela", 0)]
+  saved = json.loads((tmp_path / "out" / "ela_accuracy_fake-device_e1_k.json").read_text())
+  assert sorted((r["arm"], r["seed"], r.get("kept_from")) for r in saved["runs"]) == [
+      ("ela", 0, None), ("ela", 1, "earlier.json"), ("noela", 0, "earlier.json"), ("noela", 1, "earlier.json")]
+  row = saved["summary"]["aila2"]
+  assert row["paired_seeds"] == [0, 1] and row["ela"]["test_accuracy_mean"] == pytest.approx(0.75)
+  with pytest.raises(SystemExit, match="different recipes"):
+    ela_accuracy.main(args + ["--epochs", "2"])
