@@ -60,6 +60,8 @@ def get_config(arg: str = "mrla_base,ela"):
       max_skip_fraction=0.5,      # at most half of the eligible blocks (blocks 3..9 of each stage: 21) skipped
       protect_first=2,            # blocks 1 and 2 of each stage are never skipped
       probe_every=0,              # no full-attention probe steps: a skip is final
+      compile_ahead=0,            # a new skip set trains from the next step (compiled first; N > 0: N steps later,
+                                  # compiled meanwhile in a background thread)
   )
   import ml_collections  # pylint: disable=g-import-not-at-top
   config.ela = ml_collections.ConfigDict(config.ela)

@@ -34,6 +34,19 @@ does not change), counts and logs the recompiles, and saves the controller's
 state (EMAs, streaks, skip set) in each checkpoint, so a resumed run continues
 exactly.
 
+**Compiling ahead** (``compile_ahead = N > 0``). With ``N = 0`` a new skip set
+decided at step :math:`s` takes effect at step :math:`s + 1`, and training waits
+while its step compiles (tens of seconds for a ResNet-56 on a GPU, more than
+thousands of steps that skip). With ``N > 0`` it takes effect at step
+:math:`s + N + 1`: meanwhile the trainer compiles the new set's steps in a
+background thread (XLA compiles without holding Python's lock; the GPU keeps
+training on the old set, whose blocks report their own KLs until the switch) and
+waits at the switch only for what is left. The switch step depends on the
+config only, so runs stay reproducible and a resumed run switches at the same
+step (the pending set and its step are in the checkpoint). Pick ``N`` of about
+the compile time over the step time (e.g. 50 s / 5 ms = 10,000 steps); the wait
+at each switch is logged as ``ela/compile_wait_seconds``.
+
 ``config.ela`` (:func:`default_config`):
 
 ====================  =========  ==================================================================
@@ -51,6 +64,7 @@ hysteresis            3          consecutive redundant evaluations before a skip
 max_skip_fraction     0.5        at most floor(f * eligible blocks) skipped, f in (0, 1)
 protect_first         2          blocks 1 .. protect_first of each stage are never skipped (>= 1)
 probe_every           0          every probe_every-th step runs the full attention (0: never; skips final)
+compile_ahead         0          steps between a decision and its taking effect, compiled meanwhile (0: at once)
 ====================  =========  ==================================================================
 """
 
@@ -71,7 +85,7 @@ KL_METRIC = "ela/kl/"   # the step metrics the classification task reports (aila
 
 DEFAULTS: dict[str, Any] = dict(
     enabled=False, tau=0.2, squash="ratio", eps=1e-6, kl_support="pad", ema_decay=0.95, warmup_steps=500,
-    eval_every=100, hysteresis=3, max_skip_fraction=0.5, protect_first=2, probe_every=0)
+    eval_every=100, hysteresis=3, max_skip_fraction=0.5, protect_first=2, probe_every=0, compile_ahead=0)
 
 _NUM = (int, float)
 config_check.register_config_keys({
@@ -88,6 +102,7 @@ config_check.register_config_keys({
                               "a number in (0, 1) (1 would let ELA skip every eligible block)"),
     "ela.protect_first": (int, lambda v: v >= 1, "an int >= 1 (block 1 has no earlier retrieval to reuse)"),
     "ela.probe_every": (int, lambda v: v >= 0, "an int >= 0 (0: no probe steps)"),
+    "ela.compile_ahead": (int, lambda v: v >= 0, "an int >= 0 (steps from a decision to its skip set; 0: at once)"),
 })
 
 
@@ -144,18 +159,28 @@ class ELAController:
     self.ema: dict[str, float] = {}
     self.streak: dict[str, int] = {}       # consecutive redundant evaluations (blocks not skipped)
     self.clear: dict[str, int] = {}        # consecutive non-redundant evaluations (skipped blocks, probes on)
-    self.skip: tuple[str, ...] = ()
+    self.skip: tuple[str, ...] = ()        # the decided set (in effect after switch_step)
+    self.before: tuple[str, ...] = ()      # the set in effect until switch_step (compile_ahead > 0)
+    self.switch_step = -1
     self.evaluations = 0
 
   # --- what the trainer asks ---
+  def active(self, step: int) -> tuple[str, ...]:
+    """The skip set in effect at step ``step`` (probes aside): the decided one from ``switch_step + 1`` on."""
+    return self.skip if step > self.switch_step else self.before
+
+  def pending(self, step: int) -> tuple[str, ...] | None:
+    """The decided set if it takes effect after step ``step`` (compile it ahead), else None."""
+    return self.skip if step <= self.switch_step and self.skip != self.before else None
+
   def is_probe(self, step: int) -> bool:
     """Whether step ``step`` runs the full attention (nothing skipped)."""
     p = self.s["probe_every"]
-    return bool(p) and bool(self.skip) and step % p == 0
+    return bool(p) and bool(self.active(step)) and step % p == 0
 
   def skips_for(self, step: int) -> tuple[str, ...]:
     """The skip set step ``step`` is compiled with."""
-    return () if self.is_probe(step) else self.skip
+    return () if self.is_probe(step) else self.active(step)
 
   def observe(self, step: int, metrics: Mapping[str, float]) -> None:
     """Updates the EMAs from one step's host metrics (keys ``ela/kl/<block>``)."""
@@ -168,9 +193,9 @@ class ELAController:
       if not eligible:
         raise ConfigError(f"config.ela.protect_first: with protect_first={self.s['protect_first']} no block of "
                           f"{sorted(kls)} may be skipped (each stage needs more blocks)")
-    probe = self.is_probe(step)
+    skipped = self.skips_for(step)
     for name, value in kls.items():
-      if name in self.skip and not probe:
+      if name in skipped:
         continue  # no distribution of its own: its KL reads 0
       self.ema[name] = redundancy.ema(self.ema.get(name), value, decay=float(self.s["ema_decay"]))
 
@@ -210,9 +235,14 @@ class ELAController:
     new = keep + ready[:max(0, cap - len(keep))]
     for n in new:
       self.streak.pop(n, None)
-    self.skip = tuple(sorted(new, key=lambda n: (n.split("/")[0], _block(n))))
+    new = tuple(sorted(new, key=lambda n: (n.split("/")[0], _block(n))))
+    if new != self.skip:  # takes effect after step + compile_ahead; the set in effect until then stays
+      self.before, self.switch_step = self.active(step), step + int(self.s["compile_ahead"])
+      self.skip = new
     row: dict[str, Any] = {"ela/valid": float(bool(res.valid)), "ela/num_skipped": float(len(self.skip)),
                            "ela/max_skipped": float(cap), "ela/skip_set": ",".join(self.skip)}
+    if self.s["compile_ahead"]:
+      row["ela/switch_step"] = float(max(self.switch_step, 0))  # where the decided set takes effect (after it)
     if bool(res.valid):
       row.update({"ela/alpha": float(res.alpha), "ela/beta": float(res.beta)})
       row.update({f"ela/quantile/{n}": quant[n] for n in names})
@@ -228,13 +258,16 @@ class ELAController:
   # --- checkpointing (JSON beside the data iterator's state) ---
   def state_dict(self) -> dict[str, Any]:
     return {"ema": dict(self.ema), "streak": dict(self.streak), "clear": dict(self.clear),
-            "skip": list(self.skip), "evaluations": self.evaluations}
+            "skip": list(self.skip), "before": list(self.before), "switch_step": self.switch_step,
+            "evaluations": self.evaluations}
 
   def load_state_dict(self, d: Mapping[str, Any]) -> None:
     self.ema = {k: float(v) for k, v in d["ema"].items()}
     self.streak = {k: int(v) for k, v in d["streak"].items()}
     self.clear = {k: int(v) for k, v in d.get("clear", {}).items()}
     self.skip = tuple(d["skip"])
+    self.before = tuple(d.get("before", ()))  # checkpoints before compile_ahead: the decided set is in effect
+    self.switch_step = int(d.get("switch_step", -1))
     self.evaluations = int(d.get("evaluations", 0))
 
 

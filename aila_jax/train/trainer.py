@@ -10,6 +10,7 @@ one that was not (bit for bit on CPU).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import pathlib
@@ -101,6 +102,40 @@ def evaluate(state, eval_fn, batches) -> dict[str, float]:
   total = jax.device_get(total)
   count = float(total.pop("count"))
   return {f"eval/{k}": float(v) / max(count, 1.0) for k, v in total.items()} | {"eval/count": count}
+
+
+def _aval(x):
+  """The shape, dtype and sharding of an array (what lowering needs; its buffer is not touched)."""
+  return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=getattr(x, "sharding", None))
+
+
+class _AheadStep:
+  """A jitted ``fn(state, batch)`` that remembers the batch shapes it was called with, and can be compiled for
+  another step's remembered shapes ahead of time (ELA's ``compile_ahead``: in a background thread). A call
+  whose batch shapes were compiled ahead runs that executable; any other call goes through ``jax.jit``."""
+
+  def __init__(self, jitted):
+    self.jitted = jitted
+    self.seen: dict[tuple, Any] = {}      # batch shapes -> batch avals (this step's calls)
+    self.compiled: dict[tuple, Any] = {}  # batch shapes -> executable compiled ahead
+
+  @staticmethod
+  def _key(batch) -> tuple:
+    return tuple((np.shape(x), str(x.dtype)) for x in jax.tree_util.tree_leaves(batch))
+
+  def __call__(self, state, batch):
+    key = self._key(batch)
+    if key not in self.seen:
+      self.seen[key] = jax.tree_util.tree_map(_aval, batch)
+    fn = self.compiled.get(key)
+    return (fn or self.jitted)(state, batch)
+
+  def compile_like(self, other: "_AheadStep", state_avals) -> int:
+    """Compiles this step for every batch shape ``other`` has run; returns how many programs."""
+    for key, batch_avals in list(other.seen.items()):
+      if key not in self.compiled:
+        self.compiled[key] = self.jitted.lower(state_avals, batch_avals).compile()
+    return len(other.seen)
 
 
 class _Preemption:
@@ -252,25 +287,60 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   xla_opts = xla_options.compiler_options(config)  # CUDA graphs on a GPU (config.xla_command_buffers)
   stacked_sharding = sharding.stacked_batch_sharding(mesh)
 
-  def variant(skip: tuple) -> tuple:
+  def variant(skip: tuple, ahead_of: int | None = None) -> tuple:
     """The model and steps for a skip set: built (and later compiled, each when first called) once per set."""
     if skip not in variants:
       apply_fn = model.apply if not skip else model.clone(skip_layers=skip).apply
-      variants[skip] = (apply_fn, jax.jit(functools.partial(train_step, task=task, schedule=schedule,
-                                                            transform=transform),
-                                          in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
-                                          donate_argnums=0, compiler_options=xla_opts),
-                        jax.jit(functools.partial(eval_step, task=task, transform=transform),
-                                in_shardings=(repl, data_sharding), out_shardings=repl, compiler_options=xla_opts),
-                        jax.jit(functools.partial(train_steps, task=task, schedule=schedule, transform=transform),
-                                in_shardings=(repl, stacked_sharding), out_shardings=(repl, repl),
-                                donate_argnums=0, compiler_options=xla_opts))
+      variants[skip] = (apply_fn,
+                        _AheadStep(jax.jit(functools.partial(train_step, task=task, schedule=schedule,
+                                                             transform=transform),
+                                           in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
+                                           donate_argnums=0, compiler_options=xla_opts)),
+                        _AheadStep(jax.jit(functools.partial(eval_step, task=task, transform=transform),
+                                           in_shardings=(repl, data_sharding), out_shardings=repl,
+                                           compiler_options=xla_opts)),
+                        _AheadStep(jax.jit(functools.partial(train_steps, task=task, schedule=schedule,
+                                                             transform=transform),
+                                           in_shardings=(repl, stacked_sharding), out_shardings=(repl, repl),
+                                           donate_argnums=0, compiler_options=xla_opts)))
       if len(variants) > 1 and pi == 0:
-        print(f"ELA: compiling the step for skip set {list(skip)} (recompile #{len(variants) - 1})", flush=True)
+        when = "" if ahead_of is None else f" in the background (it takes effect after step {ahead_of})"
+        print(f"ELA: compiling the step for skip set {list(skip)}{when} (recompile #{len(variants) - 1})",
+              flush=True)
     return variants[skip]
 
   _, p_train, p_eval, p_chunk = variant(())
   current_skip = ()
+  compiling: dict[tuple, concurrent.futures.Future] = {}  # ELA compile_ahead: skip set -> its background compile
+  compile_wait = [0.0]  # seconds the training waited at switches for a background compile to finish
+  executor = None
+
+  def compile_ahead(step: int) -> None:
+    """ELA ``compile_ahead``: start compiling the decided skip set's steps (for the batch shapes the current
+    set's steps have run) in a background thread, unless it was compiled before."""
+    nonlocal executor
+    nxt = controller.pending(step)
+    if nxt is None or nxt in variants or not controller.s["compile_ahead"]:
+      return
+    _, *now = variant(current_skip)
+    apply_fn, *new = variant(nxt, ahead_of=controller.switch_step)
+    state_avals = jax.tree_util.tree_map(_aval, state.replace(apply_fn=apply_fn))
+    executor = executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ela_compile")
+    compiling[nxt] = executor.submit(lambda: sum(b.compile_like(a, state_avals) for a, b in zip(now, new)))
+
+  def wait_for(skip: tuple, step: int) -> None:
+    """At a switch to ``skip``: wait for its background compile (an error in it is raised here)."""
+    future = compiling.pop(skip, None)
+    if future is None:
+      return
+    t = time.perf_counter()
+    programs = future.result()
+    waited = time.perf_counter() - t
+    compile_wait[0] += waited
+    writer.write(step, {"ela/compile_wait_seconds": waited})
+    if pi == 0:
+      print(f"ELA at step {step}: skip set {list(skip)} in effect ({programs} program(s) compiled ahead; "
+            f"waited {waited:.1f} s)", flush=True)
 
   eval_cache: dict[str, list | None] = {}  # split -> its batches on the devices; None: larger than the budget
   eval_cache_bytes = int(float(config.get("eval_cache_mb", 512)) * 2**20)
@@ -299,8 +369,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
     t = time.perf_counter()
     result = {}
     eval_state, p_eval_now = state, p_eval
-    if controller is not None:  # evaluate the model as it trains (its skip set), also after a probe step
-      apply_fn, _, p_eval_now, _ = variant(controller.skip)
+    if controller is not None:  # evaluate the model as it trains on (its skip set), also after a probe step
+      apply_fn, _, p_eval_now, _ = variant(controller.active(step + 1))
       eval_state = state.replace(apply_fn=apply_fn)
     for split, source in dataset.eval.items():
       prefix = "eval" if split == "test" else f"eval_{split}"
@@ -344,6 +414,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
       step += count
       if controller is not None and controller.skips_for(step) != current_skip:
         current_skip = controller.skips_for(step)
+        wait_for(current_skip, step)
         apply_fn, p_train, _, p_chunk = variant(current_skip)
         state = state.replace(apply_fn=apply_fn)
       if count == 1:
@@ -364,6 +435,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
             raise
           raise explained from e
         first_step_seconds, first_call_steps = time.perf_counter() - train_start, count
+        if controller is not None:  # a run resumed between a decision and its switch: compile ahead now
+          compile_ahead(step)
       if step % config.log_every == 0 or step == total:
         last_train = _flush(pending, writer, progress, ckpt, workdir, observe)
         if controller is not None and controller.due(step):
@@ -371,7 +444,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
           row = controller.decide(step)
           writer.write(step, {**row, "ela/recompiles": float(len(variants) - 1)})
           if controller.skip != before and pi == 0:
-            print(f"ELA at step {step}: skip set {list(before)} -> {list(controller.skip)}", flush=True)
+            print(f"ELA at step {step}: skip set {list(before)} -> {list(controller.skip)}"
+                  + (f" after step {controller.switch_step}" if controller.s["compile_ahead"] else ""), flush=True)
+        if controller is not None:
+          compile_ahead(step)
       if config.eval_every and step % config.eval_every == 0 and step != total:
         last_eval, last_eval_step = run_eval(step), step
       if step % config.checkpoint_every == 0 or step == total or preemption.requested:
@@ -381,6 +457,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
         saved_step = step
         if preemption.requested:
           print(f"SIGTERM: saved the checkpoint at step {step}; exiting.", flush=True)
+          if executor is not None:  # a compile under way still ends before the process does
+            executor.shutdown(wait=False, cancel_futures=True)
           ckpt.close()
           writer.close()
           return {"step": step, "preempted": True, **last_train}
@@ -395,12 +473,16 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
             f"{int(read_counter.seen.sum()):,} distinct (grain's read-ahead included); all processes: "
             f"{int(reads['data/distinct_records']):,} distinct, "
             f"{int(reads['data/records_read_by_several_processes'])} read by more than one", flush=True)
+  if executor is not None:
+    executor.shutdown(wait=False, cancel_futures=True)
   ckpt.close()
   writer.close()
   result = {"step": final_step, "train_seconds": train_seconds, **last_train, **last_eval,
             **(reads if read_counter is not None else {})}
   if controller is not None:
     result.update({"ela/skip_set": list(controller.skip), "ela/recompiles": len(variants) - 1})
+    if controller.s["compile_ahead"]:
+      result["ela/compile_wait_seconds"] = compile_wait[0]
   if final_step > step0:  # this run trained: how much of train_seconds was its first step (compilation)
     result["first_step_seconds"] = first_step_seconds  # the first call's (with steps_per_call > 1: its steps)
     result["first_call_steps"] = first_call_steps

@@ -89,6 +89,26 @@ def test_without_probes_a_skip_is_final_and_state_round_trips_through_json():
   assert d.state_dict() == c.state_dict()
 
 
+def test_compile_ahead_delays_a_new_skip_set_by_n_steps_and_round_trips():
+  c = _controller(hysteresis=1, max_skip_fraction=0.2, compile_ahead=7)
+  for step in range(1, 21):
+    c.observe(step, _metrics(KL))
+  c.decide(20)
+  new = ("stage_0/block_3",)
+  assert c.skip == new and c.pending(20) == new and c.pending(27) == new and c.pending(28) is None
+  assert [c.skips_for(t) for t in (21, 27, 28, 40)] == [(), (), new, new]
+  c.observe(21, _metrics(dict(KL, **{"stage_0/block_3": 0.7})))  # not yet skipped: its KL still counts
+  assert c.ema["stage_0/block_3"] == 0.7
+  c.observe(28, _metrics(dict(KL, **{"stage_0/block_3": 0.0})))  # skipped from step 28 on: ignored
+  assert c.ema["stage_0/block_3"] == 0.7
+  d = _controller(hysteresis=1, max_skip_fraction=0.2, compile_ahead=7)
+  d.load_state_dict(json.loads(json.dumps(c.state_dict())))
+  assert [d.skips_for(t) for t in (27, 28)] == [(), new] and d.pending(25) == new
+  old = {k: v for k, v in c.state_dict().items() if k not in ("before", "switch_step")}  # an older checkpoint
+  d.load_state_dict(old)
+  assert d.skips_for(21) == new and d.pending(21) is None
+
+
 def test_invalid_beta_fit_skips_nothing_and_says_why():
   c = _controller(hysteresis=1)
   c.observe(20, _metrics({n: 0.5 for n in NAMES}))
@@ -111,6 +131,7 @@ def _ela_config(data_dir, **ela_overrides):
     ("ela.max_skip_fraction", 1.0, "would let ELA skip every eligible block"),
     ("ela.protect_first", 0, "block 1 has no earlier retrieval"),
     ("ela.eval_every", 7, r"config.ela.eval_every: expected a multiple of config.log_every=5"),
+    ("ela.compile_ahead", -1, r"config.ela.compile_ahead: expected an int >= 0"),
     ("model.mixer", "mrla_light", r"mixer 'mrla_light'.*has none; the mixers that have one are \['aila1', 'aila2'"),
     ("model.skip_layers", ("stage_0/block_3",), "the ELA controller owns the skip set"),
     ("model_name", "mlp", r"model 'mlp'.*no ELA support; the models that have it are \[.*'cifar_resnet'"),
@@ -147,6 +168,34 @@ def test_resume_mid_run_skips_the_same_blocks_exactly(tmp_path, data_dir):
   chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(ref_state))
   assert data["ela"] == ref_data["ela"] and resumed["ela/skip_set"] == result["ela/skip_set"]
   strip = lambda rs: [{k: v for k, v in r.items() if k not in ("train/steps_per_sec", "eval/seconds")} for r in rs]
+  assert strip(read_metrics(resumed_dir)) == strip(rows)
+
+
+def test_compile_ahead_switches_n_steps_after_the_decision_and_resumes_exactly(tmp_path, data_dir, capsys):
+  # compile_ahead=12: the set decided at step d trains from step d + 13 on (a skipped block's logged KL, the mean
+  # over the 5 steps of a log window, reads 0 only once the whole window skips it); the step-20 checkpoint falls
+  # between the decision and the switch, so the resumed run must compile ahead again and switch at the same step
+  ref_dir, resumed_dir = tmp_path / "ref", tmp_path / "resumed"
+  result = train_and_evaluate(_ela_config(data_dir, compile_ahead=12), ref_dir)
+  assert "program(s) compiled ahead" in capsys.readouterr().out and result["ela/compile_wait_seconds"] >= 0
+  rows = read_metrics(ref_dir)
+  first = next(r for r in rows if r.get("ela/skip_set"))
+  d, switch, block = first["step"], first["ela/switch_step"], first["ela/skip_set"].split(",")[0]
+  assert switch == d + 12 and d < 20 <= switch
+  kl = {r["step"]: r[f"train/ela/kl/{block}"] for r in rows if f"train/ela/kl/{block}" in r}
+  assert all(v > 0 for t, v in kl.items() if t <= switch) and kl[max(t for t in kl if t <= switch)] > 0
+  after = [v for t, v in kl.items() if t - 5 >= switch]
+  assert after and all(v == 0 for v in after)
+  shutil.copytree(ref_dir, resumed_dir)
+  shutil.rmtree(resumed_dir / "checkpoints" / "40")
+  (resumed_dir / "final_metrics.json").unlink()
+  resumed = train_and_evaluate(_ela_config(data_dir, compile_ahead=12), resumed_dir)
+  assert "program(s) compiled ahead" in capsys.readouterr().out
+  (_, ref_state, ref_data), (_, state, data) = load_checkpoint(ref_dir), load_checkpoint(resumed_dir)
+  chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(ref_state))
+  assert data["ela"] == ref_data["ela"] and resumed["ela/skip_set"] == result["ela/skip_set"]
+  drop = ("train/steps_per_sec", "eval/seconds", "ela/compile_wait_seconds")
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in drop} for r in rs]
   assert strip(read_metrics(resumed_dir)) == strip(rows)
 
 
@@ -187,3 +236,17 @@ def test_scanned_calls_observe_every_step_like_single_steps(tmp_path, data_dir):
   (_, s1, _), (_, s5, _) = load_checkpoint(tmp_path / "k1"), load_checkpoint(tmp_path / "k5")
   for a, b in zip(jax.tree.leaves(s1["params"]), jax.tree.leaves(s5["params"])):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_ahead_step_runs_the_executable_compiled_for_another_steps_batch_shapes():
+  from aila_jax.train import trainer  # pylint: disable=g-import-not-at-top
+  f = jax.jit(lambda s, b: (s["w"] * b["x"]).sum(axis=-1))
+  g = jax.jit(lambda s, b: (s["w"] + b["x"]).sum(axis=-1))
+  state, batch = {"w": np.float32(2.0)}, {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
+  now, ahead = trainer._AheadStep(f), trainer._AheadStep(g)  # pylint: disable=protected-access
+  np.testing.assert_allclose(now(state, batch), [6.0, 24.0])
+  assert ahead.compile_like(now, jax.tree.map(trainer._aval, state)) == 1  # pylint: disable=protected-access
+  ahead.jitted = None  # only the executable compiled ahead can answer now
+  np.testing.assert_allclose(ahead(state, batch), [9.0, 18.0])
+  with pytest.raises(TypeError):  # a batch shape not compiled ahead goes through jax.jit (here: gone)
+    ahead(state, {"x": np.ones((4, 3), np.float32)})
