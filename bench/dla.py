@@ -231,6 +231,12 @@ def cifar_run(args, data_dir, epochs, batch=128):
   wall = time.perf_counter() - t
   evals = [{"step": row["step"], "epoch": row["step"] / steps_per_epoch, "accuracy": row["eval/accuracy"]}
            for row in read_metrics(workdir) if "eval/accuracy" in row]
+  if r.get("preempted"):  # SIGTERM (e.g. the command's timeout): the trainer saved a checkpoint and stopped
+    last = (f"last test accuracy {evals[-1]['accuracy']:.4f} at step {evals[-1]['step']}" if evals
+            else "no test evaluation yet")
+    raise RuntimeError(f"training stopped by SIGTERM at step {r['step']} of {config.num_train_steps} "
+                       f"(epoch {r['step'] / steps_per_epoch:.1f} of {epochs}; {last}); its checkpoint is in "
+                       f"{workdir}")
   after_first = r["train_seconds"] - r["first_step_seconds"]
   out = {"config": "configs/cifar10_dla.py", "model": config.model_name, "epochs": epochs,
          "train_images": n_train, "steps": r["step"], "batch": batch, "worker_count": config.worker_count,

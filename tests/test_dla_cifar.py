@@ -86,3 +86,15 @@ def test_crop_flip_torch_matches_per_image_reference():
   padded = torch.from_numpy(np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0))))
   got = dla_cifar.crop_flip(padded, *(torch.from_numpy(a) for a in (idx, dy, dx, flip)))
   assert np.array_equal(got.numpy(), _reference(images, idx, dy, dx, flip))
+
+
+def test_a_run_stopped_by_sigterm_is_reported_not_a_key_error(tmp_path, monkeypatch):
+  """On the GPU machine a command's timeout sent SIGTERM: the trainer saved and returned without train_seconds,
+  and the benchmark died with KeyError('train_seconds'). It now says where the run stopped."""
+  import types  # pylint: disable=import-outside-toplevel
+  from aila_jax import train  # pylint: disable=import-outside-toplevel
+  from bench import dla  # pylint: disable=import-outside-toplevel
+  np.savez(tmp_path / "cifar10_jpeg_bytes.npz", y_train=np.zeros(1280, np.int64))
+  monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: {"step": 250, "preempted": True})
+  with pytest.raises(RuntimeError, match=r"stopped by SIGTERM at step 250 of 300 \(epoch 25.0 of 30; no test"):
+    dla.cifar_run(types.SimpleNamespace(set=[], smoke=False), tmp_path, 30, batch=128)
