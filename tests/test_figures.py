@@ -111,8 +111,15 @@ def test_compile_time_rows_per_impl_with_matmul_counts(tmp_path):
   table = figures.table_markdown(figures.Results(figures.collect([tmp_path])))
   assert ("| first step (compile) of ResNet-56 b8, depth sums impl=stacked | residual 10.0 s (1.00x), aila1 30.0 s "
           "(3.00x); matmuls/distinct shapes: residual 3/3, aila1 51/14 |") in table
-  assert "impl=reduce | residual 10.0 s (1.00x), aila1 15.0 s (1.50x); matmuls/distinct shapes: residual 3/3, aila1 3/3 |" \
-      in table
+  assert ("impl=reduce | residual 10.0 s (1.00x), aila1 15.0 s (1.50x) (ratios to the process's first compile, the "
+          "residual network with impl=stacked: 10.0 s); matmuls/distinct shapes: "
+          "residual 3/3, aila1 3/3 |") in table
+  # a residual compiled second reuses the first one's autotuning: ratios stay relative to the first compile
+  rows[2] = row("residual", "reduce", 4.0, 3, 3)
+  (tmp_path / "compile_time_cpu_x.json").write_text(json.dumps({"device": "cpu", "rows": rows}))
+  table = figures.table_markdown(figures.Results(figures.collect([tmp_path])))
+  assert ("impl=reduce | residual 4.0 s (0.40x), aila1 15.0 s (1.50x) (ratios to the process's first compile, the "
+          "residual network with impl=stacked: 10.0 s); matmuls") in table
 
 
 def test_dla_cifar_result_is_drawn_and_tabled(tmp_path):
