@@ -2,9 +2,9 @@ r"""Compile time of the CIFAR ResNet train step for each depth mixer, and where 
 
 For each mixer spec (as in ``bench/depth.py``: the same jitted SGD step of
 ``cifar_resnet`` on a random batch) and each weighted-sum implementation
-(``--impls``: ``stacked``, the default of :mod:`aila_jax.attention.depth`,
-the earlier per-slot Python sums ``slots``, or ``reduce``, float32 products
-summed over the stacked slots with no ``dot``), this lowers and compiles the step
+(``--impls``: ``reduce``, the default of :mod:`aila_jax.attention.depth`:
+float32 products summed over the stacked slots with no ``dot``; ``stacked``,
+one ``einsum`` over them; or the earlier per-slot Python sums ``slots``), this lowers and compiles the step
 and reports seconds to lower and to compile, the optimised HLO's number of
 fusions and, with ``--passes``, the XLA passes that took longest (from a
 ``jax.profiler`` trace of the compilation: each HLO pass is a trace event).
@@ -109,7 +109,7 @@ def main():
   ap.add_argument("--batch", type=int, default=128)
   ap.add_argument("--dtype", default="bfloat16")
   ap.add_argument("--mixers", default=";".join(MIXERS), help="';'-separated specs; the first one is compiled first")
-  ap.add_argument("--impls", default="stacked", help="',' separated: stacked, slots, reduce")
+  ap.add_argument("--impls", default="reduce", help="',' separated: reduce, stacked, slots")
   ap.add_argument("--passes", action="store_true", help="profile each compilation and report its longest passes")
   ap.add_argument("--steps", type=int, default=0, help="also time the step: median of 5 loops of this many")
   ap.add_argument("--tag", default="")
