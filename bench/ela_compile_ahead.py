@@ -100,10 +100,13 @@ def main(argv=None):
       rec["log_tail"] = (root / f"{name}.log").read_text()[-1500:]
     result["runs"].append(rec)
     save_result(path, result, indent=2)  # after every run: a stopped call keeps the finished ones
-    print(f"{name}: " + (f"train {rec['train_seconds']:.1f} s (first step {rec['first_step_seconds']:.1f} s), "
-                         f"recompiles {rec['recompiles']}, waited {rec['compile_wait_seconds']} s at switches, "
-                         f"test accuracy {rec['test_accuracy']:.4f}" if "train_seconds" in rec
-                         else f"failed (rc {rc})"), flush=True)
+    if "train_seconds" in rec:
+      wait = rec["compile_wait_seconds"]
+      print(f"{name}: train {rec['train_seconds']:.1f} s (first step {rec['first_step_seconds']:.1f} s), recompiles "
+            f"{rec['recompiles'] or 0}, " + (f"waited {wait:.1f} s at switches, " if wait is not None else "")
+            + f"test accuracy {rec['test_accuracy']:.4f}", flush=True)
+    else:
+      print(f"{name}: failed (rc {rc}); log tail:\n{rec['log_tail']}", flush=True)
   print("wrote", path)
   return 0 if all(r["returncode"] == 0 for r in result["runs"]) else 1
 
