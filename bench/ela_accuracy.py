@@ -71,6 +71,18 @@ def progress(workdir: pathlib.Path) -> dict:
   return out
 
 
+def resolve_data_dir(ap: argparse.ArgumentParser, args, root: pathlib.Path) -> str:
+  """The folder of cifar10_jpeg_bytes.npz: ``--data_dir``, or the file rebuilt under ``root`` from
+  ``--data_parts DIR_A DIR_B`` (bench/dla_cifar.assemble_parts checks every array's sha256)."""
+  if args.data_parts:
+    from bench.dla_cifar import assemble_parts  # pylint: disable=g-import-not-at-top
+    return str(assemble_parts(*map(pathlib.Path, args.data_parts), root / "data").parent)
+  if args.data_dir:
+    return str(pathlib.Path(args.data_dir).resolve())
+  ap.error("give --data_dir or --data_parts DIR_A DIR_B")
+  return ""  # not reached: ap.error exits
+
+
 def plan(mixers, seeds, epochs):
   """(mixer, arm, seed) in start order: seed-major, both arms of a mixer together."""
   return [(m, arm, s) for s in seeds for m in mixers for arm in ("noela", "ela")]
@@ -137,13 +149,7 @@ def main(argv=None):
   if args.jobs < 1:
     ap.error("--jobs: expected an int >= 1")
   root = pathlib.Path(tempfile.mkdtemp(prefix="ela_acc_"))
-  if args.data_parts:
-    from bench.dla_cifar import assemble_parts  # pylint: disable=g-import-not-at-top
-    data_dir = str(assemble_parts(*map(pathlib.Path, args.data_parts), root / "data").parent)
-  elif args.data_dir:
-    data_dir = str(pathlib.Path(args.data_dir).resolve())
-  else:
-    ap.error("give --data_dir or --data_parts DIR_A DIR_B")
+  data_dir = resolve_data_dir(ap, args, root)
   env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")  # several runs share one GPU
   device = device_name()
   name = f"ela_accuracy_{device.replace(' ', '-')}_e{args.epochs}{'_' + args.tag if args.tag else ''}.json"

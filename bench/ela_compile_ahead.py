@@ -29,7 +29,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.ela_accuracy import command, device_name  # noqa: E402  pylint: disable=g-import-not-at-top
+from bench.ela_accuracy import command, device_name, resolve_data_dir  # noqa: E402  pylint: disable=g-import-not-at-top
 from bench.results_io import save_result  # noqa: E402  pylint: disable=g-import-not-at-top
 from aila_jax.train.metrics import read_metrics  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -68,13 +68,7 @@ def main(argv=None):
   if any(a < 0 for a in aheads) or not aheads:
     ap.error("--ahead: expected ints >= 0, e.g. 0,5000")
   root = pathlib.Path(tempfile.mkdtemp(prefix="ela_ahead_"))
-  if args.data_parts:
-    from bench.dla_cifar import assemble_parts  # pylint: disable=g-import-not-at-top
-    data_dir = str(assemble_parts(*map(pathlib.Path, args.data_parts), root / "data").parent)
-  elif args.data_dir:
-    data_dir = str(pathlib.Path(args.data_dir).resolve())
-  else:
-    ap.error("give --data_dir or --data_parts DIR_A DIR_B")
+  data_dir = resolve_data_dir(ap, args, root)
   device = device_name()
   path = pathlib.Path(args.out) / (f"ela_compile_ahead_{device.replace(' ', '-')}_{args.mixer}_e{args.epochs}"
                                    f"{'_' + args.tag if args.tag else ''}.json")
