@@ -287,19 +287,22 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   xla_opts = xla_options.compiler_options(config)  # CUDA graphs on a GPU (config.xla_command_buffers)
   stacked_sharding = sharding.stacked_batch_sharding(mesh)
 
+  ahead = controller is not None and bool(controller.s["compile_ahead"])  # ELA compiles skip sets ahead
+  wrap = _AheadStep if ahead else (lambda jitted: jitted)  # only then do the steps remember their batch shapes
+
   def variant(skip: tuple, ahead_of: int | None = None) -> tuple:
     """The model and steps for a skip set: built (and later compiled, each when first called) once per set."""
     if skip not in variants:
       apply_fn = model.apply if not skip else model.clone(skip_layers=skip).apply
       variants[skip] = (apply_fn,
-                        _AheadStep(jax.jit(functools.partial(train_step, task=task, schedule=schedule,
+                        wrap(jax.jit(functools.partial(train_step, task=task, schedule=schedule,
                                                              transform=transform),
                                            in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
                                            donate_argnums=0, compiler_options=xla_opts)),
-                        _AheadStep(jax.jit(functools.partial(eval_step, task=task, transform=transform),
+                        wrap(jax.jit(functools.partial(eval_step, task=task, transform=transform),
                                            in_shardings=(repl, data_sharding), out_shardings=repl,
                                            compiler_options=xla_opts)),
-                        _AheadStep(jax.jit(functools.partial(train_steps, task=task, schedule=schedule,
+                        wrap(jax.jit(functools.partial(train_steps, task=task, schedule=schedule,
                                                              transform=transform),
                                            in_shardings=(repl, stacked_sharding), out_shardings=(repl, repl),
                                            donate_argnums=0, compiler_options=xla_opts)))
@@ -312,7 +315,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   _, p_train, p_eval, p_chunk = variant(())
   current_skip = ()
   compiling: dict[tuple, concurrent.futures.Future] = {}  # ELA compile_ahead: skip set -> its background compile
-  compile_wait = [0.0]  # seconds the training waited at switches for a background compile to finish
+  compile_wait = 0.0  # seconds the training waited at switches for a background compile to finish
   executor = None
 
   def compile_ahead(step: int) -> None:
@@ -320,7 +323,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
     set's steps have run) in a background thread, unless it was compiled before."""
     nonlocal executor
     nxt = controller.pending(step)
-    if nxt is None or nxt in variants or not controller.s["compile_ahead"]:
+    if nxt is None or nxt in variants:
       return
     _, *now = variant(current_skip)
     apply_fn, *new = variant(nxt, ahead_of=controller.switch_step)
@@ -330,13 +333,14 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
 
   def wait_for(skip: tuple, step: int) -> None:
     """At a switch to ``skip``: wait for its background compile (an error in it is raised here)."""
+    nonlocal compile_wait
     future = compiling.pop(skip, None)
     if future is None:
       return
     t = time.perf_counter()
     programs = future.result()
     waited = time.perf_counter() - t
-    compile_wait[0] += waited
+    compile_wait += waited
     writer.write(step, {"ela/compile_wait_seconds": waited})
     if pi == 0:
       print(f"ELA at step {step}: skip set {list(skip)} in effect ({programs} program(s) compiled ahead; "
@@ -435,7 +439,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
             raise
           raise explained from e
         first_step_seconds, first_call_steps = time.perf_counter() - train_start, count
-        if controller is not None:  # a run resumed between a decision and its switch: compile ahead now
+        if ahead:  # a run resumed between a decision and its switch: compile ahead now
           compile_ahead(step)
       if step % config.log_every == 0 or step == total:
         last_train = _flush(pending, writer, progress, ckpt, workdir, observe)
@@ -445,8 +449,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
           writer.write(step, {**row, "ela/recompiles": float(len(variants) - 1)})
           if controller.skip != before and pi == 0:
             print(f"ELA at step {step}: skip set {list(before)} -> {list(controller.skip)}"
-                  + (f" after step {controller.switch_step}" if controller.s["compile_ahead"] else ""), flush=True)
-        if controller is not None:
+                  + (f" after step {controller.switch_step}" if ahead else ""), flush=True)
+        if ahead:
           compile_ahead(step)
       if config.eval_every and step % config.eval_every == 0 and step != total:
         last_eval, last_eval_step = run_eval(step), step
@@ -481,8 +485,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
             **(reads if read_counter is not None else {})}
   if controller is not None:
     result.update({"ela/skip_set": list(controller.skip), "ela/recompiles": len(variants) - 1})
-    if controller.s["compile_ahead"]:
-      result["ela/compile_wait_seconds"] = compile_wait[0]
+    if ahead:
+      result["ela/compile_wait_seconds"] = compile_wait
   if final_step > step0:  # this run trained: how much of train_seconds was its first step (compilation)
     result["first_step_seconds"] = first_step_seconds  # the first call's (with steps_per_call > 1: its steps)
     result["first_call_steps"] = first_call_steps
