@@ -28,6 +28,7 @@ import argparse
 import collections
 import gzip
 import json
+import os
 import pathlib
 import re
 import sys
@@ -117,7 +118,8 @@ def main():
   dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[args.dtype]
   device = jax.devices()[0]
   kind = getattr(device, "device_kind", device.platform)
-  result = {"device": kind, "jax": jax.__version__, "command": " ".join(sys.argv), "rows": []}
+  result = {"device": kind, "jax": jax.__version__, "command": " ".join(sys.argv),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "rows": []}
   path = None
   if args.out:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind)
