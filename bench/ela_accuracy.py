@@ -77,10 +77,9 @@ def resolve_data_dir(ap: argparse.ArgumentParser, args, root: pathlib.Path) -> s
   if args.data_parts:
     from bench.dla_cifar import assemble_parts  # pylint: disable=g-import-not-at-top
     return str(assemble_parts(*map(pathlib.Path, args.data_parts), root / "data").parent)
-  if args.data_dir:
-    return str(pathlib.Path(args.data_dir).resolve())
-  ap.error("give --data_dir or --data_parts DIR_A DIR_B")
-  return ""  # not reached: ap.error exits
+  if not args.data_dir:
+    ap.error("give --data_dir or --data_parts DIR_A DIR_B")  # exits
+  return str(pathlib.Path(args.data_dir).resolve())
 
 
 def plan(mixers, seeds, epochs):

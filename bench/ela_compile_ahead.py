@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -85,8 +84,7 @@ def main(argv=None):
     cmd = command(args.mixer, arm, args.seed, args.epochs, data_dir, workdir, sets)
     t = time.perf_counter()
     with open(root / f"{name}.log", "w") as log:
-      rc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=False,
-                          env=dict(os.environ)).returncode
+      rc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
     rec = {"arm": arm, "compile_ahead": ahead, "returncode": rc, "wall_s": time.perf_counter() - t}
     if rc == 0 and (workdir / "final_metrics.json").exists():
       rec.update(summarise_run(workdir))
