@@ -31,7 +31,11 @@ Both: test accuracy on all 10,000 test images after every epoch; the final epoch
 epoch's is reported beside it, labelled as the peer's README reports it. Ours runs first (``--order``);
 each phase starts only if its estimate fits in what is left of ``--budget_s`` (else it is recorded as skipped);
 the peer also stops between epochs when the next epoch would not fit (recorded, its final accuracy is then not
-comparable).
+comparable). With ``--peer_ckpt FILE`` the peer saves after every epoch and a rerun of the same command goes on
+from there, so the recipe's 200 epochs can span several commands on one machine (keep FILE in a folder the
+machine keeps between calls, e.g. the ignored ``workdirs/``); ``--peer_compile --peer_compile_mode
+reduce-overhead`` runs its forward and backward as CUDA graphs (same maths; a batch-128 step of this model is
+bound by kernel launches in eager mode).
 
 The GPU machine takes at most 64 MiB per call, so the 56 MB data file travels in two parts:
 
@@ -181,17 +185,53 @@ def crop_flip(padded, idx, dy, dx, flip, side: int = 32):
 # --------------------------------------------------------------------------- the peer
 
 def train_peer(model, data: dict, *, epochs: int, batch: int, seed: int, mean, std, device: str,
-               eval_batch: int = 1000, compiled: bool = False, stop=None, log=print) -> dict:
+               eval_batch: int = 1000, compiled: bool = False, compile_mode: str | None = None,
+               ckpt: pathlib.Path | None = None, stop=None, log=print) -> dict:
   """Trains ``model`` (a torch module) with kuangliu's main.py recipe on ``data`` (uint8 NHWC ``x_train``,
   ``x_test``; int ``y_train``, ``y_test``), the augmentation on ``device``. ``stop(seconds_per_epoch)``: True
-  ends training before the next epoch (the budget). Returns per-epoch rows and totals."""
+  ends training before the next epoch (the budget). Returns per-epoch rows and totals.
+
+  ``compiled``: ``torch.compile(model, mode=compile_mode)`` (``"reduce-overhead"``: CUDA graphs, for a step that
+  is bound by kernel launches); the optimizer step stays eager.
+
+  ``ckpt``: a file written (atomically) after every epoch with the model, the optimizer's momentum, the
+  scheduler, the augmentation generator's state and the rows so far; a run given an existing ``ckpt`` goes on
+  from its last epoch, so a schedule longer than one command is the same training as one uninterrupted run
+  (the same weights, momentum, learning rates and per-epoch crops, flips and order). A checkpoint of another
+  recipe (epochs, batch, seed, training images) is refused, naming what differs.
+  """
   n, pad = len(data["y_train"]), 4
   steps = math.ceil(n / batch)  # DataLoader(drop_last=False)
   sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
   model = model.to(device).to(memory_format=torch.channels_last).train()
   opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
   sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-  net = torch.compile(model) if compiled else model
+  net = torch.compile(model, mode=compile_mode) if compiled else model
+  rng = np.random.default_rng(seed)
+  rows, first_epoch, resumed = [], 1, []
+  recipe = {"epochs": epochs, "batch": batch, "seed": seed, "train_images": n}
+  if ckpt is not None and pathlib.Path(ckpt).exists():
+    state = torch.load(ckpt, map_location=device, weights_only=False)
+    differ = {k: (state["recipe"].get(k), v) for k, v in recipe.items() if state["recipe"].get(k) != v}
+    if differ:
+      raise ValueError(f"peer checkpoint {ckpt}: written by another recipe: "
+                       + ", ".join(f"{k} {a!r} there, {b!r} here" for k, (a, b) in differ.items())
+                       + "; give another --peer_ckpt or remove it")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    rng.bit_generator.state = state["rng"]
+    rows, resumed = state["rows"], [*state.get("resumed_at_epoch", []), len(state["rows"]) + 1]
+    first_epoch = len(rows) + 1
+    log(f"peer: resumed from {ckpt} after epoch {len(rows)} of {epochs}", flush=True)
+
+  def save_ckpt():
+    tmp = pathlib.Path(f"{ckpt}.tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"recipe": recipe, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "rng": rng.bit_generator.state, "rows": rows,
+                "resumed_at_epoch": resumed}, tmp)
+    os.replace(tmp, ckpt)
   mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
   std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
@@ -203,9 +243,8 @@ def train_peer(model, data: dict, *, epochs: int, batch: int, seed: int, mean, s
   y_train = torch.from_numpy(np.asarray(data["y_train"], np.int64)).to(device)
   x_test = torch.from_numpy(data["x_test"]).to(device)
   y_test = torch.from_numpy(np.asarray(data["y_test"], np.int64)).to(device)
-  rng = np.random.default_rng(seed)
-  rows, t_start = [], time.perf_counter()
-  for epoch in range(1, epochs + 1):
+  t_start = time.perf_counter()
+  for epoch in range(first_epoch, epochs + 1):
     lr = opt.param_groups[0]["lr"]
     t0 = time.perf_counter()
     plan = {k: torch.from_numpy(v).to(device) for k, v in epoch_plan(rng, n, pad).items()}
@@ -237,14 +276,17 @@ def train_peer(model, data: dict, *, epochs: int, batch: int, seed: int, mean, s
                  "train_seconds": train_s, "eval_seconds": eval_s})
     log(f"peer epoch {epoch}/{epochs}: test accuracy {acc:.4f}, train loss {rows[-1]['train_loss']:.4f}, "
         f"train {train_s:.1f} s, eval {eval_s:.1f} s", flush=True)
+    if ckpt is not None:
+      save_ckpt()
     if epoch < epochs and stop is not None and stop(time.perf_counter() - t0):
       break
   train_s = [r["train_seconds"] for r in rows]
-  return {"per_epoch": rows, "epochs_run": len(rows), "steps_per_epoch": steps, "steps": steps * len(rows),
+  return {"per_epoch": rows, "epochs_run": len(rows), "resumed_at_epoch": resumed,
+          "steps_per_epoch": steps, "steps": steps * len(rows),
           "train_images": n, "batch": batch, "drop_last": False,
           "train_images_per_s": n * len(rows) / sum(train_s),
           "train_images_per_s_after_epoch_1": (n * (len(rows) - 1) / sum(train_s[1:]) if len(rows) > 1 else None),
-          "wall_seconds_training": time.perf_counter() - t_start}
+          "wall_seconds_training_this_command": time.perf_counter() - t_start}
 
 
 def decode(data_dir: pathlib.Path) -> dict:
@@ -317,6 +359,12 @@ def main(argv=None):
   ap.add_argument("--peer_norm", choices=("peer", "ours"), default="peer",
                   help="peer normalisation: its main.py's std (0.2023, 0.1994, 0.2010) or ours")
   ap.add_argument("--peer_compile", action="store_true", help="torch.compile the peer (default eager)")
+  ap.add_argument("--peer_compile_mode", default=None,
+                  help="torch.compile's mode with --peer_compile (reduce-overhead: CUDA graphs)")
+  ap.add_argument("--peer_ckpt", default=None,
+                  help="the peer's checkpoint file, written after every epoch; an existing one is resumed (a "
+                       "schedule longer than one command: rerun the same command). The peer then starts "
+                       "whatever its estimate and stops between epochs at the budget")
   ap.add_argument("--peers", default=str(REPO / "bench" / ".peers"), help="folder of the peer's code (ignored)")
   ap.add_argument("--set", action="append", default=[], help="key=value override of our config")
   ap.add_argument("--smoke", action="store_true", help="CPU: a few hundred images, 1 epoch, tiny model for ours")
@@ -390,7 +438,7 @@ def main(argv=None):
     estimate = (60 if phase == "ours" else 30) + epochs * (n_train / rate + 1.0)
     if phase == "peer" and torch is None:
       result["peer"] = {"skipped": "torch is not importable here"}
-    elif estimate > left():
+    elif estimate > left() and not (phase == "peer" and args.peer_ckpt):
       result[phase] = {"skipped": f"budget: estimated {estimate:.0f} s ({rate:.0f} images/s assumed) > "
                                   f"{left():.0f} s left of --budget_s {args.budget_s:.0f}"}
     else:
@@ -407,14 +455,19 @@ def main(argv=None):
             torch.backends.cudnn.benchmark = True  # as kuangliu's main.py
           model = load_peer(ensure_peer(pathlib.Path(args.peers))).DLA(num_classes=10)
           r = train_peer(model, data, epochs=epochs, batch=batch, seed=args.seed, device=tdev,
-                         compiled=args.peer_compile, stop=lambda sec: sec * 1.1 > left(), **peer_norm)
+                         compiled=args.peer_compile, compile_mode=args.peer_compile_mode,
+                         ckpt=pathlib.Path(args.peer_ckpt) if args.peer_ckpt else None,
+                         stop=lambda sec: sec * 1.1 > left(), **peer_norm)
           r.update(model="kuangliu/pytorch-cifar models/dla.py DLA",
                    params=sum(p.numel() for p in model.parameters()), compiled=args.peer_compile,
+                   compile_mode=args.peer_compile_mode if args.peer_compile else None,
                    cudnn_benchmark=tdev == "cuda", autocast="bfloat16", channels_last=True,
                    normalisation={"name": args.peer_norm, **peer_norm})
           if r["epochs_run"] < epochs:
             r["stopped"] = (f"budget: stopped after {r['epochs_run']} of {epochs} epochs; its final accuracy is not "
-                            f"the {epochs}-epoch result")
+                            f"the {epochs}-epoch result"
+                            + (f" (its checkpoint {args.peer_ckpt}: rerun the command to go on)"
+                               if args.peer_ckpt else ""))
         accs = [row["test_accuracy"] for row in r["per_epoch"] if row["test_accuracy"] is not None]
         r["final_epoch_test_accuracy"] = r["per_epoch"][-1]["test_accuracy"]
         r["best_epoch_test_accuracy"] = max(accs) if accs else None

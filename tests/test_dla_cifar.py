@@ -98,3 +98,43 @@ def test_a_run_stopped_by_sigterm_is_reported_not_a_key_error(tmp_path, monkeypa
   monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: {"step": 250, "preempted": True})
   with pytest.raises(RuntimeError, match=r"stopped by SIGTERM at step 250 of 300 \(epoch 25.0 of 30; no test"):
     dla.cifar_run(types.SimpleNamespace(set=[], smoke=False), tmp_path, 30, batch=128)
+
+
+def _tiny_peer_run(tmp_path, epochs, stop_after=None, ckpt=None, **kw):
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(0)
+  data = {"x_train": rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), "y_train": rng.integers(0, 10, 40),
+          "x_test": rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), "y_test": rng.integers(0, 10, 20)}
+  torch.manual_seed(0)
+  model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10))
+  done = []
+  stop = None if stop_after is None else (lambda sec: (done.append(1), len(done) >= stop_after)[1])
+  out = dla_cifar.train_peer(model, data, epochs=epochs, batch=16, seed=3, mean=(0.5,) * 3, std=(0.25,) * 3,
+                             device="cpu", eval_batch=8, ckpt=ckpt, stop=stop, log=lambda *a, **k: None, **kw)
+  return out, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_peer_resumed_from_its_checkpoint_is_the_uninterrupted_run(tmp_path):
+  """Three epochs in one go against one epoch, a stop, and a second command resuming from the checkpoint: the
+  same per-epoch losses, accuracies and learning rates, and the same final weights and BN statistics."""
+  torch = pytest.importorskip("torch")
+  whole, w_whole = _tiny_peer_run(tmp_path, 3)
+  ckpt = tmp_path / "peer.pt"
+  part, _ = _tiny_peer_run(tmp_path, 3, stop_after=1, ckpt=ckpt)
+  assert part["epochs_run"] == 1 and ckpt.exists()
+  rest, w_rest = _tiny_peer_run(tmp_path, 3, ckpt=ckpt)
+  assert rest["epochs_run"] == 3 and rest["resumed_at_epoch"] == [2]
+  for key in ("train_loss", "test_accuracy", "lr"):
+    assert [r[key] for r in rest["per_epoch"]] == [r[key] for r in whole["per_epoch"]], key
+  assert len({r["lr"] for r in whole["per_epoch"]}) == 3  # the cosine schedule moved
+  for k, v in w_whole.items():
+    assert torch.equal(v, w_rest[k]), k
+
+
+def test_peer_checkpoint_of_another_recipe_is_refused(tmp_path):
+  pytest.importorskip("torch")
+  ckpt = tmp_path / "peer.pt"
+  _tiny_peer_run(tmp_path, 2, stop_after=1, ckpt=ckpt)
+  with pytest.raises(ValueError, match=r"another recipe: epochs 2 there, 3 here"):
+    _tiny_peer_run(tmp_path, 3, ckpt=ckpt)
