@@ -16,6 +16,11 @@ sees as its first step.
 
   python3 bench/compile_time.py --depth 56 --out bench/results        # on a GPU
   python3 bench/compile_time.py --depth 8 --batch 4 --mixers "residual;dense" --impls stacked,slots   # CPU
+  python3 bench/compile_time.py --mixers "residual;aila1;aila1:mix=vjp" --passes   # variants of the sum
+
+A spec's ``mix=NAME`` option traces the mixers with another way of writing the
+weighted sum over depth (``bench/mix_variants.py``: optimisation barriers, a
+custom VJP), same values and gradients.
 
 On an H200 (ResNet-20, bf16, batch 32) the dense mixer's step compiled in
 29.5 s with per-slot sums, 26.6 s of it in the ``priority-fusion`` pass
@@ -44,6 +49,7 @@ import jax.numpy as jnp  # noqa: E402
 from bench.results_io import save_result  # noqa: E402  (atomic; long tables into NAME.curves.npz)
 from aila_jax.attention import depth as depth_attn  # noqa: E402
 from depth import MIXERS, make_step, run_steps  # noqa: E402  (bench/depth.py)
+from bench import mix_variants  # noqa: E402  (spec option mix=NAME)
 
 
 def pass_times(log_dir: pathlib.Path, top: int) -> list[tuple[str, float, int]]:
@@ -70,11 +76,26 @@ def matmul_counts(hlo: str) -> dict:
   return {"matmuls": len(shapes), "matmul_shapes": len(set(shapes))}
 
 
+def split_mix(spec: str) -> tuple[str, str | None]:
+  """``'aila1:mix=vjp,residual=True'`` -> ``('aila1:residual=True', 'vjp')``: the ``mix=`` option names a
+  variant of the weighted sum over depth (bench/mix_variants.py), traced in place of the library's."""
+  name, _, opts = spec.partition(":")
+  keep, mix = [], None
+  for item in filter(None, opts.split(",")):
+    if item.startswith("mix="):
+      mix = item[4:]
+    else:
+      keep.append(item)
+  return name + (":" + ",".join(keep) if keep else ""), mix
+
+
 def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25):
   depth_attn.DEFAULT_SUM_IMPL = impl  # read when the step is traced
-  step, state, n_params = make_step(spec, depth, batch, dtype)
+  model_spec, mix = split_mix(spec)
+  step, state, n_params = make_step(model_spec, depth, batch, dtype)
   t0 = time.perf_counter()
-  lowered = step.lower(state)
+  with mix_variants.using(mix):
+    lowered = step.lower(state)
   t1 = time.perf_counter()
   if passes:
     with tempfile.TemporaryDirectory() as d:

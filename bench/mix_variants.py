@@ -1,0 +1,117 @@
+r"""Other ways of writing the weighted sum over depth, for timing the GPU compiler on them (``bench/compile_time.py``
+specs with ``mix=NAME``).
+
+Every variant computes :func:`aila_jax.attention.depth.mix_depth`'s function (``sum_i w_i x_i`` over the slots,
+the same values and gradients: ``tests/attention/test_mix_variants.py`` checks them against numpy); they differ
+only in the graph XLA sees:
+
+* ``reduce``: the library's default (the slots stacked into one ``[T, B, ...]`` array, a float32 product with
+  the broadcast weights summed over ``T``); its backward slices the stack's ``[T, B, ...]`` cotangent into
+  per-slot ones.
+* ``barrier_slots``: the slots pass through ``lax.optimization_barrier`` before they are stacked, so XLA can
+  fuse no slot's producer (the block's add + ReLU, its BatchNorm) into the stack-and-sum, nor the cotangents'
+  consumers into its backward.
+* ``barrier_stack``: the stacked array passes through the barrier (the stack is materialised once, and the
+  sum reads it).
+* ``vjp``: a ``jax.custom_vjp`` whose backward gives each slot its cotangent ``w_i g`` directly (no
+  ``[T, B, ...]`` cotangent to slice) and each weight ``sum(g * x_i)``; the forward is ``reduce``'s.
+* ``vjp_barrier``: ``vjp`` with the slots behind the barrier.
+
+On the GPU the AILA-1 ResNet-56 step spent 33.9 of its 45.5 s of compilation in XLA's ``priority-fusion``
+pass (one H100, ``bench/compile_time.py --passes``); these variants test which part of the graph that pass
+stalls on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from aila_jax.attention import depth as depth_attn
+
+_LIBRARY_MIX = depth_attn.mix_depth  # the library's function, kept for 'reduce' and for restoring
+
+
+def _slots(buffer) -> tuple[jax.Array, ...]:
+  return tuple(buffer) if isinstance(buffer, (tuple, list)) else tuple(buffer[:, i] for i in range(buffer.shape[1]))
+
+
+def _reduce(weights: jax.Array, slots: Sequence[jax.Array]) -> jax.Array:
+  return _LIBRARY_MIX(weights, tuple(slots), impl="reduce")
+
+
+def _weight(weights: jax.Array, i: int, like: jax.Array) -> jax.Array:
+  """``weights[..., i]`` in float32 with trailing axes to broadcast against ``like``."""
+  w = weights[..., i].astype(jnp.float32)
+  return w.reshape(w.shape + (1,) * (like.ndim - w.ndim))
+
+
+@jax.custom_vjp
+def _mix_vjp(weights, slots):
+  return _reduce(weights, slots)
+
+
+def _mix_vjp_fwd(weights, slots):
+  return _reduce(weights, slots), (weights, slots)
+
+
+def _mix_vjp_bwd(res, g):
+  weights, slots = res
+  g32 = g.astype(jnp.float32)
+  axes = tuple(range(weights.ndim - 1, g.ndim))  # [T]: every axis; [B, T]: all but the batch
+  dw = jnp.stack([jnp.sum(g32 * x.astype(jnp.float32), axis=axes) for x in slots], axis=-1)
+  dx = tuple((_weight(weights, i, g32) * g32).astype(x.dtype) for i, x in enumerate(slots))
+  return dw.astype(weights.dtype), dx
+
+
+_mix_vjp.defvjp(_mix_vjp_fwd, _mix_vjp_bwd)
+
+
+def mix_reduce(weights, buffer, *, impl=None):
+  del impl
+  return _reduce(weights, _slots(buffer))
+
+
+def mix_barrier_slots(weights, buffer, *, impl=None):
+  del impl
+  return _reduce(weights, jax.lax.optimization_barrier(_slots(buffer)))
+
+
+def mix_barrier_stack(weights, buffer, *, impl=None):
+  del impl
+  xs = jax.lax.optimization_barrier(jnp.stack(_slots(buffer), axis=0))  # (T, B, *F)
+  w = jnp.moveaxis(weights, -1, 0)
+  return depth_attn._reduce_stacked(w.reshape(w.shape + (1,) * (xs.ndim - w.ndim)), xs)
+
+
+def mix_vjp(weights, buffer, *, impl=None):
+  del impl
+  return _mix_vjp(weights, _slots(buffer))
+
+
+def mix_vjp_barrier(weights, buffer, *, impl=None):
+  del impl
+  return _mix_vjp(weights, jax.lax.optimization_barrier(_slots(buffer)))
+
+
+VARIANTS = {"reduce": mix_reduce, "barrier_slots": mix_barrier_slots, "barrier_stack": mix_barrier_stack,
+            "vjp": mix_vjp, "vjp_barrier": mix_vjp_barrier}
+
+
+class using:
+  """``with using('vjp'): ...`` traces the mixers with that variant of ``mix_depth`` (restored on exit)."""
+
+  def __init__(self, name: str | None):
+    if name is not None and name not in VARIANTS:
+      raise ValueError(f"mix={name!r}: expected one of {sorted(VARIANTS)}")
+    self.name = name
+
+  def __enter__(self):
+    if self.name is not None:
+      depth_attn.mix_depth = VARIANTS[self.name]
+    return self
+
+  def __exit__(self, *exc):
+    depth_attn.mix_depth = _LIBRARY_MIX
