@@ -37,7 +37,12 @@ current block). The functions here take the readable layers in either form:
   dense-mixer ResNet-20 step compiled in 29.5 s, 26.6 s of it in
   ``priority-fusion`` (0.45 s for the residual network), and a dense
   ResNet-56 took up to 195 s. Stacked, the same ResNet-20 step compiled in
-  9.6 s (``bench/results/compile_ab_NVIDIA-H200.json``).
+  9.6 s (``bench/results/compile_ab_NVIDIA-H200.json``). Since then the
+  slots also pass through ``lax.optimization_barrier`` before each sum
+  (:data:`SLOT_BARRIER`): with ``'reduce'`` alone the AILA-1 ResNet-56 step
+  still spent 19.7 of its 25.7 s of compilation in ``priority-fusion`` (one
+  H100); behind the barrier 7.6 of 13.4 s, at 2-4% more step time
+  (``compile_time_NVIDIA-H100-80GB-HBM3_mixvariants*.json``).
 * one **padded array** ``[B, T, *feature]`` (``T`` = the largest number of
   layers a stage holds) with a boolean mask: :func:`depth_mask` turns
   ``(t, T)`` into the readable slots, so every layer's computation has the same
@@ -236,6 +241,7 @@ def _unstack(x: jax.Array) -> list[jax.Array]:
 
 SUM_IMPLS = ("stacked", "slots", "reduce")
 DEFAULT_SUM_IMPL = "reduce"  # module default of the weighted sums' ``impl`` (benchmarks switch it)
+SLOT_BARRIER = True  # module default of mix_depth's ``barrier`` (the slots behind lax.optimization_barrier)
 
 
 def _impl(impl: str | None) -> str:
@@ -266,8 +272,8 @@ def _slot_weight(weights: jax.Array, i: int, like: jax.Array) -> jax.Array:
   return w.reshape(w.shape + (1,) * (like.ndim - w.ndim))
 
 
-def mix_depth(weights: jax.Array, buffer: jax.Array | Sequence[jax.Array], *, impl: str | None = None
-              ) -> jax.Array:
+def mix_depth(weights: jax.Array, buffer: jax.Array | Sequence[jax.Array], *, impl: str | None = None,
+              barrier: bool | None = None) -> jax.Array:
   r"""``sum_i weights[..., i] * x_i``: the weighted sum of the buffered layers.
 
   .. math:: m = \sum_{i=0}^{T-1} w_i\, x_i
@@ -283,6 +289,14 @@ def mix_depth(weights: jax.Array, buffer: jax.Array | Sequence[jax.Array], *, im
       over ``T``; ``'slots'``: a Python sum of per-slot products, fused by XLA
       into one loop. Same function; ``'reduce'`` compiled fastest on a GPU
       and ``'slots'`` slowest (see the module docstring).
+    barrier: pass a sequence buffer's slots through ``jax.lax.optimization_barrier``
+      before they are summed (``None``: :data:`SLOT_BARRIER`, True). Same values
+      and gradients; XLA then fuses no slot's producer into the sum (nor, in the
+      backward pass, the slots' cotangents into their consumers). On the GPU
+      this halved the compile of the AILA-1 and dense ResNet-56 steps (AILA-1
+      25.7 -> 13.4 s, ``priority-fusion`` 19.7 -> 7.6 s; dense 22.6 -> 11.8 s)
+      at 2-4% more step time (one H100,
+      ``bench/results/compile_time_NVIDIA-H100-80GB-HBM3_mixvariants*.json``).
 
   Returns:
     ``[B, *feature]``.
@@ -292,7 +306,8 @@ def mix_depth(weights: jax.Array, buffer: jax.Array | Sequence[jax.Array], *, im
   >>> mix_depth(jnp.array([0.25, 0.75]), (jnp.zeros((2, 3)), jnp.ones((2, 3)))).tolist()
   [[0.75, 0.75, 0.75], [0.75, 0.75, 0.75]]
   """
-  if not _is_sequence(buffer):
+  stacked_input = not _is_sequence(buffer)
+  if stacked_input:
     if weights.shape[-1] != buffer.shape[1]:
       raise ValueError(f"mix_depth: weights {weights.shape} and buffer {buffer.shape} disagree on the "
                        "depth axis (weights[..., T] vs buffer[B, T, ...])")
@@ -304,6 +319,8 @@ def mix_depth(weights: jax.Array, buffer: jax.Array | Sequence[jax.Array], *, im
                      f"{[tuple(x.shape) for x in buffer]} disagree (expected weights [T] or [B, T] and T "
                      "slots [B, *feature] of one shape)")
   impl = _impl(impl)
+  if (SLOT_BARRIER if barrier is None else barrier) and not stacked_input:
+    buffer = jax.lax.optimization_barrier(tuple(buffer))
   if impl == "stacked":
     xs = jnp.stack(buffer, axis=0)  # (T, B, *F)
     w = weights.astype(xs.dtype)

@@ -104,3 +104,42 @@ def test_resnet_outputs_and_gradients_agree(mixer, monkeypatch):
     np.testing.assert_allclose(l1, l2, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("barrier", [True, False])
+def test_slot_barrier_keeps_the_formulas_value_and_gradients(barrier):
+  xs, w = tuple(_slots(3, (2, 4))), jax.random.normal(KEY, (3,))
+  c = jax.random.normal(jax.random.fold_in(KEY, 7), (2, 4))
+  out, (gw, gx) = jax.jit(jax.value_and_grad(
+      lambda w, xs: jnp.sum(c * da.mix_depth(w, xs, barrier=barrier)), argnums=(0, 1)))(w, xs)
+  x, wn, cn = np.stack([np.asarray(a, np.float64) for a in xs]), np.asarray(w, np.float64), np.asarray(c, np.float64)
+  np.testing.assert_allclose(out, np.sum(cn * np.einsum("t,tbi->bi", wn, x)), rtol=1e-5)
+  np.testing.assert_allclose(gw, np.einsum("bi,tbi->t", cn, x), rtol=1e-5, atol=1e-5)
+  for i, g in enumerate(gx):
+    np.testing.assert_allclose(g, wn[i] * cn, rtol=1e-5, atol=1e-6)
+
+
+def test_slot_barrier_is_in_the_program_by_default_and_the_mixers_switch_turns_it_off():
+  xs, w = _slots(3, (2, 4)), jax.random.normal(KEY, (3,))
+  lowered = {b: jax.jit(lambda w, xs, b=b: da.mix_depth(w, xs, barrier=b)).lower(w, xs).as_text()
+             for b in (None, False)}
+  assert "optimization_barrier" in lowered[None]
+  assert "optimization_barrier" not in lowered[False]
+  x = jax.random.normal(KEY, (2, 8, 8, 3))
+  for mixer in ("aila1", "dense"):
+    text = {}
+    for flag in (None, False):
+      model = models.get_model("cifar_resnet", num_classes=3, depth=14, widths=(4,), mixer=mixer,
+                               mixer_kwargs={} if flag is None else {"slot_barrier": flag})
+      v = model.init(jax.random.PRNGKey(1), x)
+      text[flag] = jax.jit(lambda v, model=model: model.apply(v, x)[0]).lower(v).as_text()
+    assert "optimization_barrier" in text[None], mixer
+    assert "optimization_barrier" not in text[False], mixer
+
+
+def test_a_slot_barrier_that_is_not_a_bool_is_refused_naming_the_key():
+  from aila_jax.errors import ConfigError
+  model = models.get_model("cifar_resnet", num_classes=3, depth=14, widths=(4,), mixer="aila1",
+                           mixer_kwargs={"slot_barrier": "yes"})
+  with pytest.raises(ConfigError, match=r"mixer_kwargs.slot_barrier: expected True, False or None.*'yes'"):
+    model.init(jax.random.PRNGKey(1), jnp.zeros((2, 8, 8, 3)))
