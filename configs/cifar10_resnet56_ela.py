@@ -20,7 +20,8 @@ schedule (``epochs=N``) scales the decay epochs with it.
 log step and, at every ELA evaluation, ``ela/kl_ema/...``, ``ela/quantile/...``, ``ela/skipped/...``.)
 Measured so far (README's ELA section): paired runs of 8 epochs (``epochs=8``), seeds 0-2, one H100 shared by six
 runs (bench/ela_accuracy.py): MRLA-base 52.7% with ELA against 56.3% without (its seeds spread by 8-10 points),
-AILA-2 80.1% against 80.7% on one paired seed. The full 180 epochs have not been run.
+AILA-2 80.19% against 80.66% over
+three paired seeds (lower on each). The full 180 epochs have not been run.
 """
 
 from configs import cifar10_resnet
