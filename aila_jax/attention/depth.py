@@ -347,8 +347,12 @@ def _check_mask(fn: str, mask, t: int) -> jax.Array:
   return mask
 
 
-def _slot_logits(q: jax.Array, keys: Sequence[jax.Array], num_heads: int, scale: float) -> jax.Array:
-  """``[..., N, T]`` float32 logits ``scale * q . k_i`` per head, for split queries ``q`` ``[..., N, d]``."""
+def _slot_logits(q: jax.Array, keys: jax.Array | Sequence[jax.Array], num_heads: int, scale: float) -> jax.Array:
+  """``[..., N, T]`` float32 logits ``scale * q . k_i`` per head, for split queries ``q`` ``[..., N, d]`` and
+  keys as ``T`` arrays ``[..., D]`` (one product per slot) or one array ``[T, ..., D]`` (one for all)."""
+  if not _is_sequence(keys):
+    k = _split_heads(keys, num_heads, "keys").astype(jnp.float32)  # (T, ..., N, d)
+    return jnp.moveaxis(jnp.sum(q[None] * k, axis=-1), 0, -1) * scale
   return jnp.stack([jnp.sum(q * _split_heads(k, num_heads, "keys").astype(jnp.float32), axis=-1)
                     for k in keys], axis=-1) * scale
 
@@ -390,7 +394,10 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
     if _is_sequence(values) or keys.shape != values.shape or keys.shape[:1] + keys.shape[2:] != query.shape:
       raise ValueError(f"{fn}: expected query [B, *P, D] and keys/values [B, T, *P, D]; "
                        f"got query {query.shape}, keys {keys.shape}, values {jnp.shape(values)}")
+    stacked_keys = jnp.moveaxis(keys, 1, 0)  # (T, B, *P, D): every slot's logits in one product
     keys, values = _unstack(keys), _unstack(values)
+  else:
+    stacked_keys = None
   t = len(keys)
   if not t or not _is_sequence(values) or len(values) != t \
       or any(a.shape != query.shape for a in tuple(keys) + tuple(values)):
@@ -399,7 +406,8 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
                      f"{[tuple(a.shape) for a in values] if _is_sequence(values) else values.shape}")
   mask = _check_mask(fn, mask, t)
   q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, *P, N, d)
-  logits = _slot_logits(q, keys, num_heads, 1.0 / math.sqrt(query.shape[-1] // num_heads))  # (B, *P, N, T)
+  logits = _slot_logits(q, keys if stacked_keys is None else stacked_keys, num_heads,
+                        1.0 / math.sqrt(query.shape[-1] // num_heads))  # (B, *P, N, T)
   weights = _masked_softmax(logits, mask, axis=-1)  # (B, *P, N, T)
   values = [_split_heads(v, num_heads, "values") for v in values]  # T x (B, *P, N, d)
   impl = _impl(impl)

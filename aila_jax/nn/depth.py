@@ -445,9 +445,11 @@ class AILA2Mixer(_Mixer):
     q = nn.Dense(width, use_bias=False, dtype=self.dtype, name="query")(u)
     key = nn.Dense(width, use_bias=False, dtype=self.dtype, name="key")
     k = [key(a) for a in kin]
-    if stacked:
-      k = list(k[0])
     vs = [x.astype(q.dtype) for x in xs]
+    if stacked and self.pooling == "per_token":  # keys and values as [B, T, ...]: one product for the logits
+      k, vs = jnp.moveaxis(k[0], 0, 1), jnp.stack(vs, axis=1)
+    elif stacked:
+      k = list(k[0])
     if self.pooling == "pooled":
       mix, weights = depth_attn.pooled_depth_attention(q, k, vs, num_heads=self.num_heads)
     else:
