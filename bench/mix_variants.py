@@ -37,18 +37,14 @@ from aila_jax.attention import depth as depth_attn
 _LIBRARY_MIX = depth_attn.mix_depth  # the library's function, kept for 'reduce' and for restoring
 
 
-def _slots(buffer) -> tuple[jax.Array, ...]:
-  return tuple(buffer) if isinstance(buffer, (tuple, list)) else tuple(buffer[:, i] for i in range(buffer.shape[1]))
-
-
 def _reduce(weights: jax.Array, slots: Sequence[jax.Array]) -> jax.Array:
   return _LIBRARY_MIX(weights, tuple(slots), impl="reduce", barrier=False)
 
 
-def _weight(weights: jax.Array, i: int, like: jax.Array) -> jax.Array:
-  """``weights[..., i]`` in float32 with trailing axes to broadcast against ``like``."""
-  w = weights[..., i].astype(jnp.float32)
-  return w.reshape(w.shape + (1,) * (like.ndim - w.ndim))
+def _reduce_barrier_stack(weights: jax.Array, slots: Sequence[jax.Array]) -> jax.Array:
+  xs = jax.lax.optimization_barrier(jnp.stack(slots, axis=0))  # (T, B, *F)
+  w = jnp.moveaxis(weights, -1, 0)
+  return depth_attn._reduce_stacked(w.reshape(w.shape + (1,) * (xs.ndim - w.ndim)), xs)
 
 
 @jax.custom_vjp
@@ -65,42 +61,28 @@ def _mix_vjp_bwd(res, g):
   g32 = g.astype(jnp.float32)
   axes = tuple(range(weights.ndim - 1, g.ndim))  # [T]: every axis; [B, T]: all but the batch
   dw = jnp.stack([jnp.sum(g32 * x.astype(jnp.float32), axis=axes) for x in slots], axis=-1)
-  dx = tuple((_weight(weights, i, g32) * g32).astype(x.dtype) for i, x in enumerate(slots))
+  dx = tuple((depth_attn._slot_weight(weights, i, g32) * g32).astype(x.dtype) for i, x in enumerate(slots))
   return dw.astype(weights.dtype), dx
 
 
 _mix_vjp.defvjp(_mix_vjp_fwd, _mix_vjp_bwd)
 
 
-def mix_reduce(weights, buffer, *, impl=None):
-  del impl
-  return _reduce(weights, _slots(buffer))
+def _variant(core, slot_barrier: bool):
+  """A stand-in for ``mix_depth(weights, buffer, *, impl, barrier)``: ``core(weights, slots)`` on the slots,
+  behind the barrier or not (the variant fixes both; the caller's ``impl`` and ``barrier`` are ignored)."""
+
+  def mix(weights, buffer, *, impl=None, barrier=None):
+    del impl, barrier
+    slots = tuple(buffer) if isinstance(buffer, (tuple, list)) else tuple(depth_attn._unstack(buffer))
+    return core(weights, jax.lax.optimization_barrier(slots) if slot_barrier else slots)
+
+  return mix
 
 
-def mix_barrier_slots(weights, buffer, *, impl=None):
-  del impl
-  return _reduce(weights, jax.lax.optimization_barrier(_slots(buffer)))
-
-
-def mix_barrier_stack(weights, buffer, *, impl=None):
-  del impl
-  xs = jax.lax.optimization_barrier(jnp.stack(_slots(buffer), axis=0))  # (T, B, *F)
-  w = jnp.moveaxis(weights, -1, 0)
-  return depth_attn._reduce_stacked(w.reshape(w.shape + (1,) * (xs.ndim - w.ndim)), xs)
-
-
-def mix_vjp(weights, buffer, *, impl=None):
-  del impl
-  return _mix_vjp(weights, _slots(buffer))
-
-
-def mix_vjp_barrier(weights, buffer, *, impl=None):
-  del impl
-  return _mix_vjp(weights, jax.lax.optimization_barrier(_slots(buffer)))
-
-
-VARIANTS = {"reduce": mix_reduce, "barrier_slots": mix_barrier_slots, "barrier_stack": mix_barrier_stack,
-            "vjp": mix_vjp, "vjp_barrier": mix_vjp_barrier}
+VARIANTS = {"reduce": _variant(_reduce, False), "barrier_slots": _variant(_reduce, True),
+            "barrier_stack": _variant(_reduce_barrier_stack, False), "vjp": _variant(_mix_vjp, False),
+            "vjp_barrier": _variant(_mix_vjp, True)}
 
 
 class using:

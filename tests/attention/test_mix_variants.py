@@ -45,7 +45,19 @@ def test_value_and_gradients_equal_the_formula(name, per_example):
 def test_using_swaps_the_mixers_function_and_restores_it():
   library = da.mix_depth
   with mix_variants.using("vjp"):
-    assert da.mix_depth is mix_variants.mix_vjp
+    assert da.mix_depth is mix_variants.VARIANTS["vjp"]
   assert da.mix_depth is library
   with pytest.raises(ValueError, match="mix='nope': expected one of"):
     mix_variants.using("nope")
+
+
+@pytest.mark.parametrize("name", sorted(mix_variants.VARIANTS))
+def test_each_variant_traces_through_a_mixer_with_the_networks_values(name):
+  from aila_jax import models
+  model = models.get_model("cifar_resnet", num_classes=3, depth=14, widths=(4,), mixer="aila1")
+  x = jax.random.normal(KEY, (2, 8, 8, 3))
+  v = model.init(jax.random.PRNGKey(1), x)
+  want = model.apply(v, x)[0]
+  with mix_variants.using(name):  # the mixer calls mix_depth(weights, slots, barrier=...)
+    got = jax.jit(lambda v: model.apply(v, x)[0])(v)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
