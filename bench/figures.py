@@ -319,13 +319,16 @@ def _dla_cifar_files(res: Results):
 
 def fig_dla_cifar(res: Results, plt):
   files = [n for n in _dla_cifar_files(res)
-           if any((res[n].get(k) or {}).get("per_epoch") for k in ("ours", "peer"))]
+           if any((res[n].get(k) or {}).get("per_epoch") and not (res[n].get(k) or {}).get("stopped")
+                  for k in ("ours", "peer"))]  # a run stopped by its budget: its resumed run has every epoch
   if not files:
     return None, [], "no dla_cifar_* result from a GPU (bench/dla_cifar.py)"
   fig, ax = plt.subplots(figsize=(7, 4.2))
   for i, name in enumerate(files):
     r = res[name]
     for who, color in (("ours", "C0"), ("peer", "C1")):
+      if (r.get(who) or {}).get("stopped"):
+        continue
       rows = [e for e in (r.get(who) or {}).get("per_epoch") or [] if e.get("test_accuracy") is not None]
       if rows:
         label = (f"{'ours (aila_jax)' if who == 'ours' else 'kuangliu peer (PyTorch)'}, {r['epochs']} epochs "
@@ -664,7 +667,7 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
   for name in _dla_cifar_files(res):
     for who in ("ours", "peer"):
       run = res[name].get(who) or {}
-      if "final_epoch_test_accuracy" in run:
+      if "final_epoch_test_accuracy" in run and not run.get("stopped"):  # a stopped run's last epoch is not final
         std = tuple((run.get("normalisation") or {}).get("std") or ())
         by_epochs.setdefault(res[name]["epochs"], {}).setdefault(who, {}).setdefault(std, {})[
             res[name].get("seed", 0)] = (run["final_epoch_test_accuracy"], name)

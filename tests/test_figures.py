@@ -166,6 +166,26 @@ def test_dla_cifar_accuracy_over_seeds_is_averaged_per_normalisation(tmp_path):
   assert row[3] == "85.00% final epoch, mean of seeds [0] (85.00%)"
 
 
+def test_dla_cifar_run_stopped_by_its_budget_is_not_a_final_accuracy(tmp_path):
+  # bench/dla_cifar.py --peer_ckpt: the first command stops at its budget ("stopped"), a rerun resumes and
+  # finishes; the stopped file's last epoch must neither join the mean over seeds nor be drawn.
+  def stored(tag, seed, acc, stopped=None):
+    run = {"final_epoch_test_accuracy": acc, "best_epoch_test_accuracy": acc,
+           "per_epoch": [{"epoch": 1, "test_accuracy": acc}], **({"stopped": stopped} if stopped else {})}
+    (tmp_path / f"dla_cifar_GPU_e200_{tag}.json").write_text(json.dumps(
+        {"device": "GPU", "epochs": 200, "batch": 128, "seed": seed, "peer": run}))
+
+  stored("s0a", 0, 0.50, stopped="budget: stopped after 152 of 200 epochs")
+  stored("s0b", 0, 0.92)
+  stored("s1", 1, 0.90)
+  res = figures.Results(figures.collect([tmp_path]))
+  (row,) = [r for r in figures.headline_rows(res) if "over seeds" in r[0]]
+  assert row[3] == "91.00% +- 1.41 final epoch, mean of seeds [0, 1] (92.00%, 90.00%)"
+  assert str(tmp_path / "dla_cifar_GPU_e200_s0a.json") not in row[4]
+  index = figures.draw(res, tmp_path / "figs")
+  assert str(tmp_path / "dla_cifar_GPU_e200_s0a.json") not in index["dla_cifar.png"]["sources"]
+
+
 def test_ela_accuracy_row_from_the_paired_summary(tmp_path):
   """The ELA accuracy row quotes bench/ela_accuracy.py's own summary (built here by its summarise) and says
   when the call ended before every planned run had."""
