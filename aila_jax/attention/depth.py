@@ -338,6 +338,13 @@ def _split_heads(x: jax.Array, num_heads: int, name: str) -> jax.Array:
   return x.reshape(x.shape[:-1] + (num_heads, x.shape[-1] // num_heads))
 
 
+def _check_key_kernel(fn: str, kernel, width: int) -> jax.Array:
+  if jnp.ndim(kernel) != 2 or tuple(jnp.shape(kernel)) != (width, width):
+    raise ValueError(f"{fn}: key_kernel: expected the [D, D] = ({width}, {width}) key projection of the query's "
+                     f"width, got shape {tuple(jnp.shape(kernel))}")
+  return kernel
+
+
 def _check_mask(fn: str, mask, t: int) -> jax.Array:
   if mask is None:
     return jnp.ones((t,), bool)
@@ -347,19 +354,46 @@ def _check_mask(fn: str, mask, t: int) -> jax.Array:
   return mask
 
 
-def _slot_logits(q: jax.Array, keys: jax.Array | Sequence[jax.Array], num_heads: int, scale: float) -> jax.Array:
+def _slot_logits(q: jax.Array, keys: jax.Array | Sequence[jax.Array], num_heads: int, scale: float,
+                 folded: bool = False) -> jax.Array:
   """``[..., N, T]`` float32 logits ``scale * q . k_i`` per head, for split queries ``q`` ``[..., N, d]`` and
-  keys as ``T`` arrays ``[..., D]`` (one product per slot) or one array ``[T, ..., D]`` (one for all)."""
+  keys as ``T`` arrays ``[..., D]`` (one product per slot) or one array ``[T, ..., D]`` (one for all).
+
+  ``folded``: ``q`` is ``[..., N, C]``, the key projection folded into each head's query
+  (:func:`fold_key_projection`), and the keys ``[..., C]`` are the projection's inputs, shared by the heads."""
+  def logits(q, k):  # k (..., D) -> (..., N)
+    k = k[..., None, :] if folded else _split_heads(k, num_heads, "keys")
+    return jnp.sum(q * k.astype(jnp.float32), axis=-1)
   if not _is_sequence(keys):
-    k = _split_heads(keys, num_heads, "keys").astype(jnp.float32)  # (T, ..., N, d)
-    return jnp.moveaxis(jnp.sum(q[None] * k, axis=-1), 0, -1) * scale
-  return jnp.stack([jnp.sum(q * _split_heads(k, num_heads, "keys").astype(jnp.float32), axis=-1)
-                    for k in keys], axis=-1) * scale
+    return jnp.moveaxis(logits(q[None], keys), 0, -1) * scale  # keys (T, ..., D)
+  return jnp.stack([logits(q, k) for k in keys], axis=-1) * scale
+
+
+def fold_key_projection(query: jax.Array, key_kernel: jax.Array, num_heads: int) -> jax.Array:
+  r"""Each head's query carried back through the key projection: ``[..., D]`` -> ``[..., N, C]``.
+
+  .. math:: \tilde q^{(n)}_c = \sum_{j \in \text{head } n} W_{c j}\, q_j,
+     \qquad q^{(n)} \cdot (W^\top x)^{(n)} = \tilde q^{(n)} \cdot x ,
+
+  so the logits of every slot :math:`x_i` need one product per layer (this one, ``C x D`` per position)
+  instead of one key projection per slot. ``key_kernel`` is ``[C, D]`` (a ``Dense`` kernel: keys
+  ``x @ key_kernel``); the product runs in ``query``'s dtype, accumulates in float32 and is returned in
+  ``query``'s dtype (as the keys it stands for would be); the logits are then summed in float32.
+  """
+  c, width = key_kernel.shape
+  if query.shape[-1] != width or width % num_heads:
+    raise ValueError(f"fold_key_projection: expected query [..., {width}] (the key kernel [C, D] = "
+                     f"{tuple(key_kernel.shape)}) and num_heads dividing D; got query {query.shape}, "
+                     f"num_heads={num_heads}")
+  q = _split_heads(query, num_heads, "query")  # (..., N, d)
+  kernel = key_kernel.astype(query.dtype).reshape(c, num_heads, width // num_heads)
+  return jnp.einsum("...nd,cnd->...nc", q, kernel, preferred_element_type=jnp.float32).astype(query.dtype)
 
 
 def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Array],
                               values: jax.Array | Sequence[jax.Array], mask: jax.Array | None = None, *,
-                              num_heads: int, impl: str | None = None) -> tuple[jax.Array, jax.Array]:
+                              num_heads: int, impl: str | None = None, key_kernel: jax.Array | None = None
+                              ) -> tuple[jax.Array, jax.Array]:
   r"""Multi-head attention over layers, one distribution per position.
 
   Each position :math:`p` (token or pixel) of the current layer queries the
@@ -385,6 +419,9 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
     values: like ``keys``.
     mask: boolean ``[T]``, the readable slots (:func:`depth_mask`); ``None``: all.
     num_heads: heads; must divide ``D``.
+    key_kernel: ``None``, or a ``[D, D]`` key projection ``W`` not yet applied: the keys are then
+      ``keys_i @ W``, computed as :func:`fold_key_projection` of the query against ``keys_i`` (same
+      logits, one product per call instead of one per slot).
 
   Returns:
     ``(mixed [B, *positions, D], weights [B, *positions, heads, T])`` (weights float32).
@@ -405,9 +442,13 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
                      f"query {query.shape}, keys {[tuple(a.shape) for a in keys]}, values "
                      f"{[tuple(a.shape) for a in values] if _is_sequence(values) else values.shape}")
   mask = _check_mask(fn, mask, t)
-  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, *P, N, d)
+  if key_kernel is None:
+    q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, *P, N, d)
+  else:  # (B, *P, N, D): the key projection folded into the query
+    q = fold_key_projection(query, _check_key_kernel(fn, key_kernel, query.shape[-1]), num_heads
+                            ).astype(jnp.float32)
   logits = _slot_logits(q, keys if stacked_keys is None else stacked_keys, num_heads,
-                        1.0 / math.sqrt(query.shape[-1] // num_heads))  # (B, *P, N, T)
+                        1.0 / math.sqrt(query.shape[-1] // num_heads), folded=key_kernel is not None)
   weights = _masked_softmax(logits, mask, axis=-1)  # (B, *P, N, T)
   values = [_split_heads(v, num_heads, "values") for v in values]  # T x (B, *P, N, d)
   impl = _impl(impl)
@@ -422,8 +463,8 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
 
 def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Array],
                            values: jax.Array | Sequence[jax.Array], mask: jax.Array | None = None, *,
-                           num_heads: int, scale: float | None = None, impl: str | None = None
-                           ) -> tuple[jax.Array, jax.Array]:
+                           num_heads: int, scale: float | None = None, impl: str | None = None,
+                           key_kernel: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   r"""Multi-head attention over layers with one distribution per example (MRLA-base, pooled AILA-2).
 
   .. math::
@@ -445,6 +486,8 @@ def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Arra
     mask: boolean ``[T]``; ``None``: all slots.
     num_heads: heads; must divide ``C``.
     scale: logits scale; default ``1 / sqrt(C / num_heads)``.
+    key_kernel: ``None``, or a ``[C, C]`` key projection not yet applied to ``keys`` (as in
+      :func:`per_token_depth_attention`).
 
   Returns:
     ``(mixed [B, *positions, C], weights [B, heads, T])`` (weights float32).
@@ -465,9 +508,13 @@ def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Arra
                      f"{[tuple(v.shape) for v in values] if _is_sequence(values) else values.shape}")
   mask = _check_mask(fn, mask, t)
   c = query.shape[-1]
-  q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, N, d)
+  if key_kernel is None:
+    q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, N, d)
+  else:  # (B, N, C): the key projection folded into the query
+    q = fold_key_projection(query, _check_key_kernel(fn, key_kernel, c), num_heads).astype(jnp.float32)
   scale = 1.0 / math.sqrt(c // num_heads) if scale is None else scale
-  weights = _masked_softmax(_slot_logits(q, keys, num_heads, scale), mask, axis=-1)  # (B, N, T)
+  weights = _masked_softmax(_slot_logits(q, keys, num_heads, scale, folded=key_kernel is not None),
+                            mask, axis=-1)  # (B, N, T)
   values_shape = values[0].shape
   values = [_split_heads(v, num_heads, "values") for v in values]  # T x (B, *P, N, d)
   per_slot = weights.reshape(weights.shape[:1] + (1,) * (values[0].ndim - 3) + weights.shape[1:])  # (B, *1, N, T)

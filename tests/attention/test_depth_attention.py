@@ -207,6 +207,32 @@ class PerTokenTest(chex.TestCase):
                                    da.depth_mask(1, 3), num_heads=3)
 
 
+@pytest.mark.parametrize("pooled", [False, True])
+def test_key_kernel_folded_into_the_query_matches_numpy(pooled):
+  # key_kernel=W: logits q^(n) . (x_i W)^(n) / sqrt(d) per head, from the unprojected keys x_i (numpy); the
+  # slots as a sequence and as one array
+  rng = np.random.default_rng(21)
+  b, t, l, c, n = 2, 3, 4, 8, 2
+  q = rng.normal(size=(b, c) if pooled else (b, l, c)).astype(np.float32)
+  x = rng.normal(size=(b, t, c) if pooled else (b, t, l, c)).astype(np.float32)
+  v = rng.normal(size=(b, t, l, c)).astype(np.float32)
+  kernel = rng.normal(size=(c, c)).astype(np.float32)
+  fn = da.pooled_depth_attention if pooled else da.per_token_depth_attention
+  for keys, values in ((jnp.asarray(x), jnp.asarray(v)), (_slots(jnp.asarray(x)), _slots(jnp.asarray(v)))):
+    out, w = fn(jnp.asarray(q), keys, values, num_heads=n, key_kernel=jnp.asarray(kernel))
+    k = (x.astype(np.float64) @ kernel).reshape(x.shape[:-1] + (n, c // n))
+    qh = q.astype(np.float64).reshape(q.shape[:-1] + (n, c // n))
+    logits = (np.einsum("bnd,btnd->bnt", qh, k) if pooled else np.einsum("blnd,btlnd->blnt", qh, k)) / 2.0
+    want_w = _softmax(logits)
+    vh = v.reshape(b, t, l, n, c // n)
+    want = (np.einsum("bnt,btlnd->blnd", want_w, vh) if pooled
+            else np.einsum("blnt,btlnd->blnd", want_w, vh)).reshape(b, l, c)
+    np.testing.assert_allclose(w, want_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match=r"key_kernel: expected the \[D, D\] = \(8, 8\) key projection"):
+    fn(jnp.asarray(q), jnp.asarray(x), jnp.asarray(v), num_heads=n, key_kernel=jnp.ones((8, 4)))
+
+
 def mrla_base_reference(x_pooled_q, keys, values, valid, heads):
   """MRLA-base's attention as the official mrla_base_layer computes it (numpy, NCHW-free)."""
   b, t, c = keys.shape

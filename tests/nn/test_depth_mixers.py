@@ -30,10 +30,17 @@ def _stacked(buf):
   return jnp.stack(buf["x"], axis=1)
 
 
-def _run(name, layer, h, buf, train=False, **kw):
+def _run(name, layer, h, buf, train=False, perturb=False, **kw):
+  """``perturb``: every parameter moved off its initial value by N(0, 0.3^2) noise (LayerNorm scales and biases
+  included), so that formulas are checked away from the identity scales and zero biases."""
   mixer = dn.make_mixer(name, layer=layer, depth=T, activation="none", norm="layer", **kw)
   rngs = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
   variables = mixer.init(rngs, h, buf, train=False)
+  if perturb:
+    leaves, tree = jax.tree_util.tree_flatten(variables["params"])
+    keys = jax.random.split(jax.random.PRNGKey(3), len(leaves))
+    variables = {**variables, "params": jax.tree_util.tree_unflatten(
+        tree, [a + 0.3 * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)])}
   (x, new_buf, w), state = mixer.apply(variables, h, buf, train=train, rngs={"dropout": jax.random.PRNGKey(2)},
                                        mutable=["intermediates"])
   return x, new_buf, w, state.get("intermediates", {}), variables
@@ -158,6 +165,44 @@ def test_aila2_options(pooling, query):
   assert "depth_weights" in inter
 
 
+def test_aila2_folded_keys_pooled_formula_and_same_parameters():
+  # keys='folded' computes q . (W_k k_i) as (W_k folded into q) . k_i: the pooled formula in numpy, the same
+  # parameters (names, shapes and initial values) as keys='slots', and the same gradients
+  rng = np.random.default_rng(14)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  buf = _buffer("aila2", rng, 3)
+  heads, d = 2, D // 2
+  _, _, _, _, folded_init = _run("aila2", 3, h, buf, num_heads=heads, pooling="pooled", keys="folded")
+  _, _, _, _, slot_init = _run("aila2", 3, h, buf, num_heads=heads, pooling="pooled", keys="slots")
+  chex.assert_trees_all_equal(folded_init, slot_init)
+  # away from the initial LayerNorm scales (1) and biases (0), whose folding the formula checks
+  x, _, w, _, variables = _run("aila2", 3, h, buf, num_heads=heads, pooling="pooled", keys="folded", perturb=True)
+  assert np.abs(np.asarray(variables["params"]["k_norm"]["bias"])).min() > 0
+  prm = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), variables["params"])
+
+  def ln(a, p):
+    mu, var = a.mean(-1, keepdims=True), a.var(-1, keepdims=True)
+    return (a - mu) / np.sqrt(var + 1e-6) * p["scale"] + p["bias"]
+
+  slots = np.stack([np.asarray(s, np.float64) for s in buf["x"]])  # (3, B, P, D)
+  q = (ln(np.asarray(h, np.float64).mean(1), prm["q_norm"]) @ prm["query"]["kernel"]).reshape(B, heads, d)
+  k = (ln(slots.mean(2), prm["k_norm"]) @ prm["key"]["kernel"]).reshape(3, B, heads, d)
+  logits = np.einsum("bnd,ibnd->ibn", q, k) / np.sqrt(d)
+  alpha = np.exp(logits - logits.max(0)) / np.exp(logits - logits.max(0)).sum(0)  # (3, B, N)
+  mix = np.einsum("ibn,ibpnd->bpnd", alpha, slots.reshape(3, B, P, heads, d)).reshape(B, P, D)
+  np.testing.assert_allclose(np.asarray(x), np.asarray(h) + mix, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(w)[..., :3], alpha.transpose(1, 2, 0), rtol=1e-4, atol=1e-6)
+  for pooling in ("pooled", "per_token"):
+    grads = []
+    for keys in ("folded", "slots"):
+      mixer = dn.make_mixer("aila2", layer=3, depth=T, activation="none", norm="layer", num_heads=heads,
+                            pooling=pooling, keys=keys)
+      grads.append(jax.grad(lambda v, hh: jnp.sum(jnp.sin(mixer.apply(v, hh, buf)[0])), argnums=(0, 1))(
+          variables, h))
+    for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_mrla_base_cache_and_first_block():
   rng = np.random.default_rng(6)
   h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
@@ -276,7 +321,7 @@ def test_mrla_conv_implementations_agree(name, switch):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("keys", ["slots", "stacked"])
+@pytest.mark.parametrize("keys", ["slots", "stacked", "folded"])
 def test_aila2_per_token_equals_the_formula(keys):
   # x = h + sum_i alpha_i x_i, alpha = softmax_i over the readable slots of (W_q LN_q(h)) . (W_k LN_k(x_i)) / sqrt(d)
   # per head and token, from the module's own parameters, in numpy
@@ -284,7 +329,7 @@ def test_aila2_per_token_equals_the_formula(keys):
   h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
   buf = _buffer("aila2", rng, 3)
   heads, d = 2, D // 2
-  x, _, w, _, variables = _run("aila2", 3, h, buf, num_heads=heads, keys=keys)
+  x, _, w, _, variables = _run("aila2", 3, h, buf, num_heads=heads, keys=keys, perturb=True)
   prm = jax.tree_util.tree_map(np.asarray, variables["params"])
 
   def ln(a, p):
@@ -300,5 +345,6 @@ def test_aila2_per_token_equals_the_formula(keys):
   mix = np.einsum("ibpn,ibpnd->bpnd", alpha, np.stack(slots).reshape(3, B, P, heads, d)).reshape(B, P, D)
   np.testing.assert_allclose(np.asarray(x), np.asarray(h) + mix, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(np.asarray(w)[..., :3], alpha.mean(2).transpose(1, 2, 0), rtol=1e-4, atol=1e-6)
-  with pytest.raises(ConfigError, match="config.model.mixer_kwargs.keys: expected 'slots' or 'stacked'"):
+  with pytest.raises(ConfigError, match=r"config.model.mixer_kwargs.keys: expected one of \('slots', 'stacked', "
+                                         r"'folded'\), got 'fused'"):
     _run("aila2", 3, h, buf, num_heads=heads, keys="fused")
