@@ -11,7 +11,9 @@ fusions and, with ``--passes``, the XLA passes that took longest (from a
 
 The first spec is compiled first, so the convolution autotuning of the GPU
 (once per process and shape) falls on it: a mixer's compile time after it is
-its own. ``first_step_s`` is compile + one executed step, what a training run
+its own. ``--isolate`` runs each spec in a process of its own instead (each
+then pays its own autotuning, as a training run does; ``--spec_timeout_s``
+stops one, keeping its first-step timings if it got that far). ``first_step_s`` is compile + one executed step, what a training run
 sees as its first step.
 
   python3 bench/compile_time.py --depth 56 --out bench/results        # on a GPU
@@ -36,6 +38,7 @@ import json
 import os
 import pathlib
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,7 +92,9 @@ def split_mix(spec: str) -> tuple[str, str | None]:
   return name + (":" + ",".join(keep) if keep else ""), mix
 
 
-def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25):
+def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25, on_first_step=None):
+  """One spec's row; ``on_first_step(row)`` is called with the timings as soon as the first step has run
+  (before the profile of ``passes`` is parsed and the steps are timed)."""
   depth_attn.DEFAULT_SUM_IMPL = impl  # read when the step is traced
   model_spec, mix = split_mix(spec)
   step, state, n_params = make_step(model_spec, depth, batch, dtype)
@@ -97,23 +102,22 @@ def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25):
   with mix_variants.using(mix):
     lowered = step.lower(state)
   t1 = time.perf_counter()
-  if passes:
-    with tempfile.TemporaryDirectory() as d:
+  with tempfile.TemporaryDirectory() as d:
+    if passes:
       with jax.profiler.trace(d, create_perfetto_trace=True):
         compiled = lowered.compile()
-      t2 = time.perf_counter()
-      top_passes = pass_times(pathlib.Path(d), top)
-  else:
-    compiled = lowered.compile()
+    else:
+      compiled = lowered.compile()
     t2 = time.perf_counter()
-    top_passes = None
-  state, step_s = run_steps(compiled, state, 1)
-  text = compiled.as_text()
-  row = {"mixer": spec, "impl": impl, "depth": depth, "batch": batch, "params": n_params, "lower_s": t1 - t0,
-         "compile_s": t2 - t1, "first_step_s": t2 - t0 + step_s,
-         "fusions": len(re.findall(r"\bfusion\(", text)), **matmul_counts(text)}
-  if top_passes is not None:
-    row["top_events"] = top_passes
+    state, step_s = run_steps(compiled, state, 1)
+    text = compiled.as_text()
+    row = {"mixer": spec, "impl": impl, "depth": depth, "batch": batch, "params": n_params, "lower_s": t1 - t0,
+           "compile_s": t2 - t1, "first_step_s": t2 - t0 + step_s,
+           "fusions": len(re.findall(r"\bfusion\(", text)), **matmul_counts(text)}
+    if on_first_step:
+      on_first_step(dict(row))
+    if passes:
+      row["top_events"] = pass_times(pathlib.Path(d), top)
   if steps:  # step time after warm-up: the median of 5 loops of `steps` steps
     state, _ = run_steps(compiled, state, 3)
     times = []
@@ -121,6 +125,25 @@ def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25):
       state, sec = run_steps(compiled, state, steps)
       times.append(sec)
     row["step_ms"] = sorted(times)[2] * 1e3
+  return row
+
+
+def measure_isolated(spec, impl, args) -> dict:
+  """``measure`` in a process of its own (nothing compiled or autotuned before it), stopped after
+  ``--spec_timeout_s``; a stopped spec keeps the timings of its first step if it got that far."""
+  with tempfile.TemporaryDirectory() as d:
+    row_file = pathlib.Path(d) / "row.json"
+    cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--mixers", spec, "--impls", impl,
+           "--depth", str(args.depth), "--batch", str(args.batch), "--dtype", args.dtype,
+           "--steps", str(args.steps), "--row_out", str(row_file)] + (["--passes"] if args.passes else [])
+    t = time.perf_counter()
+    try:
+      proc = subprocess.run(cmd, timeout=args.spec_timeout_s, capture_output=True, text=True, check=False)
+      status = "finished" if proc.returncode == 0 else f"failed (exit {proc.returncode}): {proc.stderr[-400:]}"
+    except subprocess.TimeoutExpired:
+      status = f"stopped after --spec_timeout_s {args.spec_timeout_s:g} s"
+    row = json.loads(row_file.read_text()) if row_file.exists() else {"mixer": spec, "impl": impl}
+  row.update(process="own", process_s=time.perf_counter() - t, status=status)
   return row
 
 
@@ -135,7 +158,14 @@ def main():
   ap.add_argument("--passes", action="store_true", help="profile each compilation and report its longest passes")
   ap.add_argument("--steps", type=int, default=0, help="also time the step: median of 5 loops of this many")
   ap.add_argument("--tag", default="")
+  ap.add_argument("--isolate", action="store_true",
+                  help="each spec in a process of its own: its first step with its own convolution autotuning, "
+                       "as a training run sees it (default: one process, later specs reuse earlier autotuning)")
+  ap.add_argument("--spec_timeout_s", type=float, default=600, help="with --isolate: stop a spec's process after")
+  ap.add_argument("--row_out", default="", help=argparse.SUPPRESS)  # --isolate's child: where its row goes
   args = ap.parse_args()
+  if args.isolate and args.row_out:
+    raise SystemExit("--isolate and --row_out exclude each other")
   dtype = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}[args.dtype]
   device = jax.devices()[0]
   kind = getattr(device, "device_kind", device.platform)
@@ -146,14 +176,29 @@ def main():
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", kind)
     path = pathlib.Path(args.out) / f"compile_time_{name}{'_' + args.tag if args.tag else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+  def write_row(row):
+    pathlib.Path(args.row_out).write_text(json.dumps(row))
+
   for spec in args.mixers.split(";"):
     for impl in args.impls.split(","):
-      row = measure(spec, impl, args.depth, args.batch, dtype, args.passes, args.steps)
+      if args.isolate:
+        row = measure_isolated(spec, impl, args)
+      else:
+        row = measure(spec, impl, args.depth, args.batch, dtype, args.passes, args.steps,
+                      on_first_step=write_row if args.row_out else None)
+        if args.row_out:
+          write_row(row)
       result["rows"].append(row)
+      if "first_step_s" not in row:
+        print(f"{spec:24s} {impl:8s} no first step: {row.get('status')}", flush=True)
+        if path:
+          save_result(path, result, indent=2)
+        continue
       print(f"{spec:24s} {impl:8s} lower {row['lower_s']:6.1f} s  compile {row['compile_s']:6.1f} s  "
             f"first step {row['first_step_s']:6.1f} s  {row['fusions']} fusions  "
             f"{row['matmuls']} matmuls of {row['matmul_shapes']} shapes"
-            + (f"  {row['step_ms']:.3f} ms/step" if "step_ms" in row else ""), flush=True)
+            + (f"  {row['step_ms']:.3f} ms/step" if "step_ms" in row else "")
+            + (f"  [own process, {row['status']}]" if args.isolate else ""), flush=True)
       for name, sec, n in row.get("top_events", [])[:8]:
         print(f"    {sec:8.2f} s  x{n:<4d} {name}", flush=True)
       if path:

@@ -584,15 +584,22 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
     impls = list(dict.fromkeys(row.get("impl", "stacked") for row in r["rows"]))
     # one process compiles the specs in file order and the first one bears the GPU's convolution autotuning,
     # which the later ones reuse: ratios are to that first compile when it is the residual network's
-    opener = r["rows"][0] if r["rows"] and r["rows"][0]["mixer"] == "residual" else None
+    # (bench/compile_time.py --isolate: every spec in a process of its own, "process": "own")
+    opener = (r["rows"][0] if r["rows"] and r["rows"][0]["mixer"] == "residual" and "first_step_s" in r["rows"][0]
+              else None)
+    isolated = all(row.get("process") == "own" for row in r["rows"])
     for impl in impls:
-      mine = [row for row in r["rows"] if row.get("impl", "stacked") == impl]
+      mine = [row for row in r["rows"] if row.get("impl", "stacked") == impl and "first_step_s" in row]
+      stopped = [row for row in r["rows"] if row.get("impl", "stacked") == impl and "first_step_s" not in row]
       first = {row["mixer"]: row["first_step_s"] for row in mine}
       if "residual" not in first:
         continue
       base = opener["first_step_s"] if opener is not None else first["residual"]
       text = ", ".join(f"{m} {v:.1f} s ({v / base:.2f}x)" for m, v in first.items())
-      if opener is not None and opener.get("impl", "stacked") != impl:
+      text += "".join(f", {row['mixer']} no first step ({row.get('status', 'not reached')})" for row in stopped)
+      if isolated:
+        text += " (each in a process of its own)"
+      elif opener is not None and opener.get("impl", "stacked") != impl:
         text += (f" (ratios to the process's first compile, the residual network with impl="
                  f"{opener.get('impl', 'stacked')}: {base:.1f} s"
                  + (" with the convolution autotuning)" if res.device(name) != "cpu" else ")"))

@@ -1,4 +1,7 @@
-"""bench/compile_time.py's count of matrix products in an optimised HLO module (what a GPU autotunes)."""
+"""bench/compile_time.py's count of matrix products in an optimised HLO module (what a GPU autotunes), and its
+--isolate mode (each spec in a process of its own)."""
+import json
+import subprocess
 import sys
 
 import jax
@@ -27,3 +30,18 @@ def test_a_compiled_product_is_found_and_a_reduction_is_not():
   red = jax.jit(lambda a: jnp.sum(a * 2.0, axis=0)).lower(x).compile().as_text()
   assert matmul_counts(dot)["matmuls"] >= 1
   assert matmul_counts(red) == {"matmuls": 0, "matmul_shapes": 0}
+
+
+def test_isolate_runs_each_spec_in_its_own_process_and_keeps_a_stopped_one(tmp_path):
+  cmd = [sys.executable, str(REPO / "bench" / "compile_time.py"), "--isolate", "--depth", "8", "--batch", "2",
+         "--dtype", "float32", "--out", str(tmp_path), "--tag", "iso"]
+  subprocess.run(cmd + ["--mixers", "residual;aila1"], check=True, capture_output=True, timeout=300)
+  rows = json.loads((tmp_path / "compile_time_cpu_iso.json").read_text())["rows"]
+  assert [r["mixer"] for r in rows] == ["residual", "aila1"]
+  assert all(r["process"] == "own" and r["status"] == "finished" and r["first_step_s"] > 0 for r in rows)
+  assert rows[1]["params"] > rows[0]["params"]  # AILA-1's mixing logits: the spec reached its own process
+  # a process stopped before its first step leaves a row that says so (and no timings)
+  subprocess.run(cmd + ["--mixers", "residual", "--spec_timeout_s", "0.5", "--tag", "stopped"], check=True,
+                 capture_output=True, timeout=300)
+  (row,) = json.loads((tmp_path / "compile_time_cpu_stopped.json").read_text())["rows"]
+  assert row["status"] == "stopped after --spec_timeout_s 0.5 s" and "first_step_s" not in row

@@ -206,3 +206,17 @@ def test_ela_accuracy_row_from_the_paired_summary(tmp_path):
   assert row[1] == (f"with ELA 90.00% +- {sd_yes:.2f}, without 91.00% +- {sd_no:.2f} (-1.00 points); training "
                     f"seconds with / without {85 / 105:.3f} (6 runs sharing the GPU); the call ended before every "
                     "planned run had")
+
+
+def test_compile_time_isolated_rows_and_a_spec_without_first_step(tmp_path):
+  # bench/compile_time.py --isolate: every row from a process of its own; one stopped before its first step
+  row = lambda mixer, s: {"mixer": mixer, "impl": "reduce", "depth": 56, "batch": 128, "first_step_s": s,
+                          "matmuls": 3, "matmul_shapes": 3, "process": "own", "status": "finished"}
+  rows = [row("residual", 20.0), row("aila2", 50.0),
+          {"mixer": "aila2:keys=folded", "impl": "reduce", "process": "own",
+           "status": "stopped after --spec_timeout_s 150 s"}]
+  (tmp_path / "compile_time_GPU_iso.json").write_text(json.dumps({"device": "GPU", "rows": rows}))
+  table = figures.table_markdown(figures.Results(figures.collect([tmp_path])))
+  assert ("| first step (compile) of ResNet-56 b128 | residual 20.0 s (1.00x), aila2 50.0 s (2.50x), "
+          "aila2:keys=folded no first step (stopped after --spec_timeout_s 150 s) (each in a process of its own); "
+          "matmuls/distinct shapes: residual 3/3, aila2 3/3 |") in table
