@@ -21,7 +21,9 @@ log step and, at every ELA evaluation, ``ela/kl_ema/...``, ``ela/quantile/...``,
 Measured so far (README's ELA section): paired runs of 8 epochs (``epochs=8``), seeds 0-2, one H100 shared by six
 runs (bench/ela_accuracy.py): MRLA-base 52.7% with ELA against 56.3% without (its seeds spread by 8-10 points),
 AILA-2 80.19% against 80.66% over
-three paired seeds (lower on each). The full 180 epochs have not been run.
+three paired seeds (lower on each). The full 180 epochs have not been run. MRLA-base's ResNet-56 starts with
+twice the residual network's activations under the official initialisation (README, ELA row);
+``--config.model.mixer_kwargs.norm_init=zero`` starts each MRLA branch silent (not yet measured on a GPU).
 """
 
 from configs import cifar10_resnet

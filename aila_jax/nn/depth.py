@@ -232,11 +232,12 @@ class _Mixer(nn.Module):
     ref = buffer["x"][0] if "x" in buffer else buffer["prev"]
     _check_same(name, self.layer, h, ref, "the depth buffer")
 
-  def _norm(self, x, train):
+  def _norm(self, x, train, scale_init=nn.initializers.ones):
     if self.norm == "batch":
-      return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name="norm")(x)
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, scale_init=scale_init,
+                          name="norm")(x)
     if self.norm == "layer":
-      return nn.LayerNorm(dtype=self.dtype, name="norm")(x)
+      return nn.LayerNorm(dtype=self.dtype, scale_init=scale_init, name="norm")(x)
     return x
 
   def _dp(self, x, train):
@@ -674,14 +675,26 @@ class _MRLAProjections(nn.Module):
     return q, k, v  # (B, C), (B, C), (B, *P, C)
 
 
+MRLA_NORM_INITS = ("one", "zero")
+
+
 class _MRLAMixer(_Mixer):
   """Fields and projections shared by the two MRLA mixers."""
   value_conv: str = "shifted"   # the value's depthwise conv: 'shifted' (fused shifted sums), 'conv', 'shifted_wgrad'
   eca_conv: str = "shifted"     # the query/key ECA 1-D convs: 'shifted' (fused shifted sums), 'conv', 'shifted_wgrad'
   mrla_init: str = "official"   # 'official' (the official code's init, see _MRLAProjections) or 'flax' (LeCun)
+  norm_init: str = "one"        # scale of the BN after the MRLA branch: 'one' (the official code) or 'zero' (the
+                                # branch starts silent, each block as its plain residual step)
 
   def _projections(self, o):
     return _MRLAProjections(self.value_conv, self.eca_conv, self.mrla_init, dtype=self.dtype, name="mrla")(o)
+
+  def _branch_norm(self, x, train):
+    """The norm after the MRLA branch (the official ``bn_mrla`` / the light block's BN), scale from ``norm_init``."""
+    if self.norm_init not in MRLA_NORM_INITS:
+      raise ConfigError(f"config.model.mixer_kwargs.norm_init: expected one of {MRLA_NORM_INITS}, "
+                        f"got {self.norm_init!r}")
+    return self._norm(x, train, nn.initializers.zeros if self.norm_init == "zero" else nn.initializers.ones)
 
 
 class MRLABaseMixer(_MRLAMixer):
@@ -719,7 +732,7 @@ class MRLABaseMixer(_MRLAMixer):
     if self.skip:  # ELA: reuse block t-1's retrieval (no query-key attention over the cache)
       att, weights = self._reused("mrla_base", buffer)
     self.sow("intermediates", "depth_weights", weights)
-    x = o + self._dp(self._act(self._norm(att.astype(o.dtype), train)), train)
+    x = o + self._dp(self._act(self._branch_norm(att.astype(o.dtype), train)), train)
     return x, {"prev": x, "k": keys, "v": values, "retrieval": att, "weights": weights}, weights
 
   def _attend(self, q, keys, values, heads):
@@ -754,7 +767,7 @@ class MRLALightMixer(_MRLAMixer):
     out, gates = depth_attn.mrla_light_step(prev.astype(q.dtype), q, k, v.astype(q.dtype), lam, num_heads=heads)
     self.sow("intermediates", "gates", gates)
     self.sow("intermediates", "lambda", lam)
-    x = o + self._dp(self._norm(out.astype(o.dtype), train), train)
+    x = o + self._dp(self._branch_norm(out.astype(o.dtype), train), train)
     return x, self._write(buffer, x), None
 
 

@@ -203,6 +203,31 @@ def test_aila2_folded_keys_pooled_formula_and_same_parameters():
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["mrla_base", "mrla_light"])
+def test_mrla_norm_init_zero_starts_the_branch_silent(name):
+  # norm_init='zero': the branch's norm starts with scale 0, so at init x = o = relu(h + x_{t-1}) exactly;
+  # the official 'one' adds the branch; same parameter tree
+  rng = np.random.default_rng(15)
+  h = jnp.asarray(rng.normal(size=(B, 4, 5, D)), jnp.float32)
+  buf = _buffer(name, rng, 2)
+  buf = {k: (tuple(jnp.asarray(rng.normal(size=(B, 4, 5, D) if k != "k" else (B, D)), jnp.float32) for _ in v)
+             if isinstance(v, tuple) else jnp.asarray(rng.normal(size=(B, 4, 5, D)), jnp.float32))
+         for k, v in buf.items()}
+  o = np.maximum(np.asarray(h) + np.asarray(buf["prev"]), 0.0)
+  trees = []
+  for init, silent in (("zero", True), ("one", False)):
+    mixer = dn.make_mixer(name, layer=2, depth=T, dim_per_head=4, norm="batch", activation="relu", norm_init=init)
+    variables = mixer.init(jax.random.PRNGKey(0), h, buf)
+    trees.append(jax.tree_util.tree_map(jnp.shape, variables))
+    (x, _, _), _ = mixer.apply(variables, h, buf, train=True, mutable=["batch_stats"])
+    assert np.allclose(np.asarray(x), o, atol=1e-6) == silent
+  assert trees[0] == trees[1]
+  with pytest.raises(ConfigError, match=r"config.model.mixer_kwargs.norm_init: expected one of \('one', 'zero'\), "
+                                        r"got 'half'"):
+    mixer = dn.make_mixer(name, layer=2, depth=T, dim_per_head=4, norm="batch", norm_init="half")
+    mixer.init(jax.random.PRNGKey(0), h, buf)
+
+
 def test_mrla_base_cache_and_first_block():
   rng = np.random.default_rng(6)
   h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
