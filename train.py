@@ -20,6 +20,9 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+from aila_jax import cli as _cli_options  # noqa: E402  pylint: disable=g-import-not-at-top
+_cli_options.take_mixer_options()  # --config.model.mixer_kwargs.KEY=VALUE: any mixer option, set after loading
+
 _DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parent / "configs" / "default.py")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", _DEFAULT_CONFIG,

@@ -82,16 +82,75 @@ def explain_override_error(argv: Sequence[str], default_config: str | None, erro
   return f"{shown}: {type(error).__name__}: {first}"
 
 
-def parse_flags_or_exit(argv: Sequence[str], default_config: str | None = None) -> list[str]:
-  """absl flag parsing where a bad ``--config...`` flag ends the program with one message and exit 2."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
+MIXER_OPTION_FLAG = "--config.model.mixer_kwargs."
+
+
+def parse_mixer_option(text: str) -> Any:
+  """A ``--config.model.mixer_kwargs.KEY=VALUE`` value: a Python literal (``4``, ``0.5``, ``True``, ``None``,
+  ``'x'``), else the text itself (``conv``); ``true``/``false`` as booleans."""
+  import ast  # pylint: disable=g-import-not-at-top
+  if text.lower() in ("true", "false"):
+    return text.lower() == "true"
   try:
-    return flags.FLAGS(argv)
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def split_mixer_options(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+  """``argv`` without its ``--config.model.mixer_kwargs.KEY=VALUE`` flags, and those options as a dict.
+
+  A mixer's options are open (each mixer has its own; :func:`aila_jax.nn.depth.check_mixer_kwargs` and the
+  mixer check them), so a key that the config file did not set cannot go through ml_collections' overrides,
+  which only change existing keys: these flags are taken out here and set on the loaded config."""
+  rest, options = [], {}
+  for arg in argv:
+    if arg.startswith(MIXER_OPTION_FLAG):
+      key, eq, value = arg[len(MIXER_OPTION_FLAG):].partition("=")
+      if not eq or not key.isidentifier():
+        fail(f"{arg}: expected {MIXER_OPTION_FLAG}KEY=VALUE (one option of the depth mixer, e.g. "
+             f"{MIXER_OPTION_FLAG}value_conv=conv)")
+      options[key] = parse_mixer_option(value)
+    else:
+      rest.append(arg)
+  return rest, options
+
+
+_TAKEN_MIXER_OPTIONS: dict[str, Any] = {}
+
+
+def take_mixer_options() -> None:
+  """Takes the ``--config.model.mixer_kwargs.KEY=VALUE`` flags out of ``sys.argv`` (kept for
+  :func:`parse_flags_or_exit`). Call it before ``config_flags.DEFINE_config_file``, which reads its overrides
+  from ``sys.argv`` when it is defined and refuses keys the config file did not set."""
+  rest, options = split_mixer_options(sys.argv)
+  sys.argv[:] = rest
+  _TAKEN_MIXER_OPTIONS.update(options)
+
+
+def parse_flags_or_exit(argv: Sequence[str], default_config: str | None = None) -> list[str]:
+  """absl flag parsing where a bad ``--config...`` flag ends the program with one message and exit 2.
+
+  ``--config.model.mixer_kwargs.KEY=VALUE`` sets a depth-mixer option whether or not the config file set it
+  (:func:`split_mixer_options`; with :func:`take_mixer_options` called before the config flag is defined)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  argv, options = split_mixer_options(argv)
+  options = {**_TAKEN_MIXER_OPTIONS, **options}
+  try:
+    rest = flags.FLAGS(argv)
   except flags.Error as e:  # a value that does not parse, an unknown flag: absl names the flag
     fail(f"{e} (pass --helpfull to see the flags)")
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     fail(explain_override_error(argv, default_config, e))
-  return []  # unreachable
+  if options:
+    config = flags.FLAGS["config"].value
+    if not _has_key(config, "model.mixer_kwargs"):
+      fail(f"{MIXER_OPTION_FLAG}{next(iter(options))}: this config has no config.model.mixer_kwargs (its model "
+           f"takes no depth mixer)")
+    with config.unlocked():
+      for key, value in options.items():
+        config.model.mixer_kwargs[key] = value
+  return rest
 
 
 def quiet_logs() -> None:

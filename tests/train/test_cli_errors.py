@@ -117,3 +117,32 @@ def test_sigterm_saves_and_exits_143(tmp_path, data_dir):
   assert "SIGTERM: saved the checkpoint at step" in out
   assert not re.search(r"(?m)^I\d{4} ", out), "absl/orbax INFO lines must be off by default"
   assert [p for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+
+
+def test_mixer_options_are_set_from_the_command_line_whether_or_not_the_config_has_them(tmp_path, data_dir):
+  # ml_collections' overrides only change keys a config file set; a depth mixer's options are open, so
+  # --config.model.mixer_kwargs.KEY=VALUE is set on the loaded config (values as Python literals or text)
+  script = (
+      "import sys\n"
+      "from absl import app\n"
+      "from ml_collections import config_flags\n"
+      "from aila_jax import cli\n"
+      "cli.take_mixer_options()\n"
+      f"C = config_flags.DEFINE_config_file('config', {str(REPO / 'configs' / 'cifar10_resnet56_ela.py')!r} "
+      "+ ':aila2,noela', lock_config=True)\n"
+      "def main(_):\n"
+      "  print(sorted(C.value.model.mixer_kwargs.items()), C.value.model.mixer)\n"
+      "app.run(main, flags_parser=cli.parse_flags_or_exit)\n")
+  cmd = [sys.executable, "-c", script, "--config.model.mixer_kwargs.keys=folded",
+         "--config.model.mixer_kwargs.num_heads=2", "--config.model.mixer_kwargs.residual=true",
+         "--config.model.mixer=aila2"]
+  out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.strip() == "[('keys', 'folded'), ('num_heads', 2), ('residual', True)] aila2"
+  # a config whose model takes no mixer: one message, exit 2
+  none = _cli(tmp_path / "a", data_dir, "--config.model.mixer_kwargs.value_conv=conv")
+  assert none.returncode == 2 and "Traceback" not in none.stderr
+  assert ("error: --config.model.mixer_kwargs.value_conv: this config has no config.model.mixer_kwargs (its model "
+          "takes no depth mixer)") in none.stderr
+  bad = _cli(tmp_path / "b", data_dir, "--config.model.mixer_kwargs.=3")
+  assert bad.returncode == 2 and "expected --config.model.mixer_kwargs.KEY=VALUE" in bad.stderr
