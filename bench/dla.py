@@ -15,7 +15,9 @@ bf16 autocast, channels-last, ``torch.backends.cudnn.benchmark = True`` (as
 the peers' own training scripts; ``--no_cudnn_benchmark`` leaves it off),
 eager and ``torch.compile`` (the model compiled; by default both in its default mode and with
 ``mode='reduce-overhead'``, CUDA graphs: in ``bench/dla_cifar.py`` that mode trained the kuangliu DLA at
-19.4-19.7k img/s on an H100, against 5,978 img/s for the same peer in an earlier run without it). ``first_step_s`` is the wall time of the first step (compilation,
+19.4-19.7k img/s on an H100, against 5,978 img/s for the same peer in an earlier run without it). Ours also with ``K`` updates per call
+(``--ours_xla PRESET@K``, a ``lax.scan`` as the trainer's ``config.steps_per_call``; times are per update).
+``first_step_s`` is the wall time of the first step, or first call of ``K`` updates (compilation,
 autotuning and one step). All variants are compiled and warmed up first, then
 timed in ``--rounds`` interleaved rounds of ``--loop`` steps each (so drifts
 of the machine fall on all alike); a variant's step time is the median over
@@ -119,27 +121,45 @@ def load_peer(path: pathlib.Path):
 
 # --------------------------------------------------------------------------- ours
 
-def make_ours(model_name, side, batch, classes, dtype=jnp.bfloat16, compiler_options=None):
-  """(jitted donated SGD step, state, parameter count) of our model on a fixed random batch."""
+def make_ours(model_name, side, batch, classes, dtype=jnp.bfloat16, compiler_options=None, steps_per_call=1):
+  """(jitted donated SGD step, state, parameter count) of our model on a fixed random batch; ``steps_per_call``
+  updates per call (a ``lax.scan``, as the trainer's ``config.steps_per_call``)."""
   model = models.get_model(model_name, num_classes=classes, dtype=dtype)
   rng = jax.random.PRNGKey(0)
   x = jax.random.normal(rng, (batch, side, side, 3), jnp.float32)
   y = jax.random.randint(rng, (batch,), 0, classes)
   variables = jax.jit(functools.partial(model.init, train=False))(rng, x[:2])
-  return sgd_bn_step(model, variables, x, y, weight_decay=5e-4, compiler_options=compiler_options)
+  return sgd_bn_step(model, variables, x, y, weight_decay=5e-4, compiler_options=compiler_options,
+                     steps_per_call=steps_per_call)
+
+
+def ours_variant(spec: str) -> tuple[str, str, int]:
+  """``'PRESET'`` or ``'PRESET@K'`` (an XLA preset of bench/xla_presets.py, K updates per call) -> (label,
+  preset, K): ``'default'`` is labelled ``ours``, others ``ours_<preset>``, with ``_x<K>`` when K > 1."""
+  preset, _, k = spec.partition("@")
+  xla_presets.options(preset)  # ValueError naming the presets
+  if k and (not k.isdigit() or int(k) < 1):
+    raise ValueError(f"--ours_xla: {spec!r}: expected PRESET or PRESET@K with K >= 1 updates per call")
+  k = int(k or 1)
+  label = "ours" if preset == "default" else f"ours_{preset}"
+  return label + (f"_x{k}" if k > 1 else ""), preset, k
 
 
 class Ours:
-  def __init__(self, model_name, side, batch, classes, xla="default"):
+  def __init__(self, model_name, side, batch, classes, xla="default", steps_per_call=1):
+    self.k = steps_per_call
     self.step, self.state, self.params = make_ours(model_name, side, batch, classes,
-                                                   compiler_options=xla_presets.options(xla))
+                                                   compiler_options=xla_presets.options(xla),
+                                                   steps_per_call=steps_per_call)
 
   def run(self, n):
+    """Seconds per update over at least ``n`` updates (whole calls of ``steps_per_call``)."""
+    calls = max(1, -(-n // self.k))
     t = time.perf_counter()
-    for _ in range(n):
+    for _ in range(calls):
       self.state = self.step(self.state)
     jax.block_until_ready(self.state)
-    return (time.perf_counter() - t) / n
+    return (time.perf_counter() - t) / (calls * self.k)
 
   def close(self):
     self.state = None
@@ -285,9 +305,10 @@ def main():
                   help="torch.compile modes of the peers (variant 'compiled' is 'default', the others "
                        "'compiled_<mode>'; 'reduce-overhead' runs the model's forward and backward as CUDA graphs)")
   ap.add_argument("--skip_ours", action="store_true", help="time the peers only")
-  ap.add_argument("--ours_xla", default="default,cmdbuf",
-                  help="XLA presets of bench/xla_presets.py to time ours with (variant 'ours' is 'default', the "
-                       "others 'ours_<preset>')")
+  ap.add_argument("--ours_xla", default="default,cmdbuf,cmdbuf@10",
+                  help="XLA presets of bench/xla_presets.py to time ours with, each PRESET or PRESET@K (K updates "
+                       "per call, a lax.scan, as the trainer's config.steps_per_call; configs/cifar10_dla.py runs "
+                       "cmdbuf@10 on a GPU): variant 'ours' is 'default', the others 'ours_<preset>[_x<K>]'")
   ap.add_argument("--profile_steps", type=int, default=0,
                   help="> 0: after timing, trace this many steps of each of our variants (jax.profiler) and store "
                        "where the device time goes (bench/trace_summary.py)")
@@ -303,6 +324,12 @@ def main():
   ap.add_argument("--tag", default="")
   ap.add_argument("--smoke", action="store_true", help="CPU smoke test: tiny sizes")
   args = ap.parse_args()
+  try:
+    ours_specs = [s for s in args.ours_xla.split(",") if s]
+    for spec in ours_specs:
+      ours_variant(spec)
+  except ValueError as e:
+    ap.error(str(e))
   start = time.perf_counter()
   peers_dir = pathlib.Path(args.peers)
   if args.prepare_only:
@@ -338,8 +365,7 @@ def main():
   # 1. build and compile every variant (first step = compilation + one step)
   runs = []
   for wl, (ours_name, peer, side, batch, classes) in workloads.items():
-    kinds = [] if args.skip_ours else [("ours" if p == "default" else f"ours_{p}", p)
-                                       for p in args.ours_xla.split(",")]
+    kinds = [] if args.skip_ours else [(label, (preset, k)) for label, preset, k in map(ours_variant, ours_specs)]
     if torch is not None:
       kinds += [("eager", None)] + ([] if args.no_compile else [
           ("compiled" if m == "default" else f"compiled_{m}", m) for m in args.torch_compile_modes.split(",")])
@@ -350,12 +376,12 @@ def main():
       t = time.perf_counter()
       try:
         if label.startswith("ours"):
-          v = Ours(ours_name, side, batch, classes, xla=compiled)
+          v = Ours(ours_name, side, batch, classes, xla=compiled[0], steps_per_call=compiled[1])
         else:
           v = Peer(peer, side, batch, classes, compiled is not None, tdev, peers_dir,
                    compile_mode=None if compiled in (None, "default") else compiled)
         build = time.perf_counter() - t
-        first = v.run(1)
+        first = v.run(1) * getattr(v, "k", 1)  # the first call's wall time (compilation and its K updates)
       except Exception as e:  # pylint: disable=broad-except  (a peer that fails is reported, not fatal)
         print(f"{wl} {label}: FAILED {type(e).__name__}: {e}", flush=True)
         result["variants"].append({"workload": wl, "variant": label, "error": f"{type(e).__name__}: {e}"})
@@ -363,7 +389,8 @@ def main():
         continue
       v.run(3)  # warm-up
       row = {"workload": wl, "variant": label, "model": ours_name if label.startswith("ours") else peer, "side": side,
-             "batch": batch, "params": v.params, "build_s": build, "first_step_s": first, "round_ms": []}
+             "batch": batch, "params": v.params, "build_s": build, "first_step_s": first,
+             "updates_per_call": getattr(v, "k", 1), "round_ms": []}
       runs.append((row, v))
       result["variants"].append(row)
       print(f"{wl:16s} {label:9s} {v.params:>11,d} params  first step {first:7.2f} s", flush=True)
