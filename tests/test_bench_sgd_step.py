@@ -22,3 +22,16 @@ def test_scan_of_updates_equals_repeated_calls():
   for a, b in zip(jax.tree.leaves(state1), jax.tree.leaves(state3)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
   assert not np.allclose(jax.tree.leaves(state1[0])[0], jax.tree.leaves(variables["params"])[0])  # it moved
+
+
+def test_dla_bench_variant_specs():
+  # bench/dla.py --ours_xla: PRESET or PRESET@K (K updates per call), labels as the results JSON names them
+  import pytest  # pylint: disable=import-outside-toplevel
+  from bench.dla import ours_variant  # pylint: disable=import-outside-toplevel
+  assert ours_variant("default") == ("ours", "default", 1)
+  assert ours_variant("cmdbuf") == ("ours_cmdbuf", "cmdbuf", 1)
+  assert ours_variant("cmdbuf@10") == ("ours_cmdbuf_x10", "cmdbuf", 10)
+  with pytest.raises(ValueError, match="expected PRESET or PRESET@K with K >= 1"):
+    ours_variant("cmdbuf@0")
+  with pytest.raises(ValueError, match="unknown XLA preset 'fast'"):
+    ours_variant("fast@2")
