@@ -338,11 +338,16 @@ def _split_heads(x: jax.Array, num_heads: int, name: str) -> jax.Array:
   return x.reshape(x.shape[:-1] + (num_heads, x.shape[-1] // num_heads))
 
 
-def _check_key_kernel(fn: str, kernel, width: int) -> jax.Array:
-  if jnp.ndim(kernel) != 2 or tuple(jnp.shape(kernel)) != (width, width):
+def _split_queries(fn: str, query: jax.Array, num_heads: int, key_kernel) -> jax.Array:
+  """float32 queries per head: ``[..., N, d]``, or ``[..., N, D]`` with a ``[D, D]`` ``key_kernel`` folded
+  in (:func:`fold_key_projection`)."""
+  if key_kernel is None:
+    return _split_heads(query, num_heads, "query").astype(jnp.float32)
+  width = query.shape[-1]
+  if jnp.ndim(key_kernel) != 2 or tuple(jnp.shape(key_kernel)) != (width, width):
     raise ValueError(f"{fn}: key_kernel: expected the [D, D] = ({width}, {width}) key projection of the query's "
-                     f"width, got shape {tuple(jnp.shape(kernel))}")
-  return kernel
+                     f"width, got shape {tuple(jnp.shape(key_kernel))}")
+  return fold_key_projection(query, key_kernel, num_heads).astype(jnp.float32)
 
 
 def _check_mask(fn: str, mask, t: int) -> jax.Array:
@@ -442,11 +447,7 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
                      f"query {query.shape}, keys {[tuple(a.shape) for a in keys]}, values "
                      f"{[tuple(a.shape) for a in values] if _is_sequence(values) else values.shape}")
   mask = _check_mask(fn, mask, t)
-  if key_kernel is None:
-    q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, *P, N, d)
-  else:  # (B, *P, N, D): the key projection folded into the query
-    q = fold_key_projection(query, _check_key_kernel(fn, key_kernel, query.shape[-1]), num_heads
-                            ).astype(jnp.float32)
+  q = _split_queries(fn, query, num_heads, key_kernel)  # (B, *P, N, d), or (B, *P, N, D) folded
   logits = _slot_logits(q, keys if stacked_keys is None else stacked_keys, num_heads,
                         1.0 / math.sqrt(query.shape[-1] // num_heads), folded=key_kernel is not None)
   weights = _masked_softmax(logits, mask, axis=-1)  # (B, *P, N, T)
@@ -508,10 +509,7 @@ def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Arra
                      f"{[tuple(v.shape) for v in values] if _is_sequence(values) else values.shape}")
   mask = _check_mask(fn, mask, t)
   c = query.shape[-1]
-  if key_kernel is None:
-    q = _split_heads(query, num_heads, "query").astype(jnp.float32)  # (B, N, d)
-  else:  # (B, N, C): the key projection folded into the query
-    q = fold_key_projection(query, _check_key_kernel(fn, key_kernel, c), num_heads).astype(jnp.float32)
+  q = _split_queries(fn, query, num_heads, key_kernel)  # (B, N, d), or (B, N, C) folded
   scale = 1.0 / math.sqrt(c // num_heads) if scale is None else scale
   weights = _masked_softmax(_slot_logits(q, keys, num_heads, scale, folded=key_kernel is not None),
                             mask, axis=-1)  # (B, N, T)

@@ -402,15 +402,6 @@ class _LayerNormParams(nn.Module):
             self.param("bias", nn.initializers.zeros, (features,), jnp.float32))
 
 
-def _standardize(x: jax.Array, eps: float, dtype) -> jax.Array:
-  """``(x - mean) / sqrt(var + eps)`` over the last axis, statistics in float32 as ``nn.LayerNorm`` computes
-  them (variance ``E[x^2] - E[x]^2`` clipped at zero), in ``dtype`` (``None``: ``x``'s)."""
-  x32 = x.astype(jnp.float32)
-  mean = jnp.mean(x32, axis=-1, keepdims=True)
-  var = jnp.maximum(0.0, jnp.mean(jnp.square(x32), axis=-1, keepdims=True) - jnp.square(mean))
-  return ((x32 - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype if dtype is None else dtype)
-
-
 class AILA2Mixer(_Mixer):
   r"""AILA architecture 2: multi-head query/key attention over the earlier layers.
 
@@ -467,10 +458,29 @@ class AILA2Mixer(_Mixer):
     else:
       kin = list(xs)
     # the key LayerNorm and Dense (one set of parameters) applied slot by slot (keys='slots': on CPU, ResNet-20
-    # at batch 32, a step with per-token keys took 267 ms this way, 300 ms stacked) or once to a stack of the
+    # at batch 32, a step with per-token keys took 267 ms this way, 300 ms stacked), once to a stack of the
     # slots (keys='stacked': one matrix product per layer instead of one per slot; same values and parameters)
+    # or folded into the query (keys='folded', _folded_keys)
     if self.keys == "folded":
-      return self._attend_folded(u, kin, xs, sl, pos_axes, h.dtype)
+      q, k, key_kernel = self._folded_keys(u, kin)
+    else:
+      (q, k), key_kernel = self._projected_keys(u, kin), None
+    vs = [x.astype(q.dtype) for x in xs]
+    if not isinstance(k, list):  # stacked per-token keys [B, T, *P, D]: the values stacked alike, one product
+      vs = jnp.stack(vs, axis=1)
+    if self.pooling == "pooled":
+      mix, weights = depth_attn.pooled_depth_attention(q, k, vs, num_heads=self.num_heads, key_kernel=key_kernel)
+    else:
+      mix, weights = depth_attn.per_token_depth_attention(q, k, vs, num_heads=self.num_heads,
+                                                          key_kernel=key_kernel)
+      weights = weights.mean(axis=pos_axes) if pos_axes else weights  # (B, N, |V_t|)
+    weights = depth_attn.pad_depth(weights, sl, self.depth)  # (B, N, T)
+    return mix.astype(h.dtype), weights
+
+  def _projected_keys(self, u, kin):
+    """``(q, keys)``: the query and the slots' keys ``W_k LN_k(x_i)`` (``keys='slots'``: a list;
+    ``'stacked'``: one ``[B, T, *P, D]`` array per token, a list when pooled)."""
+    width = u.shape[-1]
     stacked = self.keys == "stacked" and len(kin) > 1
     if stacked:
       kin = [jnp.stack(kin)]
@@ -479,49 +489,34 @@ class AILA2Mixer(_Mixer):
       k_norm = nn.LayerNorm(dtype=self.dtype, name="k_norm")
       kin = [k_norm(a) for a in kin]
     q = nn.Dense(width, use_bias=False, dtype=self.dtype, name="query")(u)
-    vs = [x.astype(q.dtype) for x in xs]
     key = nn.Dense(width, use_bias=False, dtype=self.dtype, name="key")
     k = [key(a) for a in kin]
-    if stacked and self.pooling == "per_token":  # keys and values as [B, T, ...]: one product for the logits
-      k, vs = jnp.moveaxis(k[0], 0, 1), jnp.stack(vs, axis=1)
-    elif stacked:
-      k = list(k[0])
-    if self.pooling == "pooled":
-      mix, weights = depth_attn.pooled_depth_attention(q, k, vs, num_heads=self.num_heads)
-    else:
-      mix, weights = depth_attn.per_token_depth_attention(q, k, vs, num_heads=self.num_heads)
-      weights = weights.mean(axis=pos_axes) if pos_axes else weights  # (B, N, |V_t|)
-    weights = depth_attn.pad_depth(weights, sl, self.depth)  # (B, N, T)
-    return mix.astype(h.dtype), weights
+    if stacked:
+      return q, (jnp.moveaxis(k[0], 0, 1) if self.pooling == "per_token" else list(k[0]))
+    return q, k
 
-  def _attend_folded(self, u, kin, xs, sl, pos_axes, out_dtype):
-    r"""``keys='folded'``: the logits :math:`q^{(n)} \cdot (W_k^\top \mathrm{LN}_k(x_i))^{(n)}` computed as
-    :math:`\tilde q^{(n)} \cdot \hat x_i` with :math:`\tilde q^{(n)}` the query carried back through
-    :math:`\mathrm{diag}(\gamma_k) W_k` (:func:`~aila_jax.attention.depth.fold_key_projection`) and
-    :math:`\hat x_i` slot :math:`i` standardised (the key LayerNorm without its affine; the same for every
-    layer that reads the slot, so XLA computes it once): one product per layer and a reduction per slot
-    instead of a LayerNorm and a product per slot (ResNet-56 b8 float32 on CPU: 165 matrix products instead
-    of 489, 3,973 fusions instead of 4,534). The key LayerNorm's bias adds :math:`q^{(n)} \cdot (W_k^\top \beta_k)^{(n)}` to
-    every slot's logit of head :math:`n` alike, which the softmax over the slots removes, so it is left out
-    (its gradient is zero either way; the parameter stays, as do the others' names, shapes and initial values).
+  def _folded_keys(self, u, kin):
+    r"""``(q, keys, key_kernel)`` for ``keys='folded'``: the logits
+    :math:`q^{(n)} \cdot (W_k^\top \mathrm{LN}_k(x_i))^{(n)}` computed as :math:`\tilde q^{(n)} \cdot \hat x_i`
+    with :math:`\tilde q^{(n)}` the query carried back through :math:`\mathrm{diag}(\gamma_k) W_k`
+    (``key_kernel``, :func:`~aila_jax.attention.depth.fold_key_projection`) and :math:`\hat x_i` slot
+    :math:`i` standardised (the key LayerNorm without its affine; the same for every layer that reads the
+    slot, so XLA computes it once): one product per layer and a reduction per slot instead of a LayerNorm
+    and a product per slot (ResNet-56 b8 float32 on CPU: 165 matrix products instead of 489, 3,973 fusions
+    instead of 4,534). The key LayerNorm's bias adds :math:`q^{(n)} \cdot (W_k^\top \beta_k)^{(n)}` to every
+    slot's logit of head :math:`n` alike, which the softmax over the slots removes, so it is left out (its
+    gradient is zero either way; the parameter stays, as do the others' names, shapes and initial values).
     """
-    width = u.shape[-1]
-    c = kin[0].shape[-1]
+    width, c = u.shape[-1], kin[0].shape[-1]
     kernel = _DenseKernel(width, name="key")(c)  # the kernel nn.Dense(name='key') has, not applied
     if self.qk_norm:
       u = nn.LayerNorm(dtype=self.dtype, name="q_norm")(u)
       gamma, _ = _LayerNormParams(name="k_norm")(c)
       kernel = gamma[:, None] * kernel  # LN_k(x) @ W = standardise(x) @ (diag(gamma) W) + beta @ W
-      kin = [_standardize(a, 1e-6, self.dtype) for a in kin]  # nn.LayerNorm's epsilon
+      standardize = nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype, name="k_standardize")
+      kin = [standardize(a) for a in kin]  # no parameters
     q = nn.Dense(width, use_bias=False, dtype=self.dtype, name="query")(u)
-    kin = [a.astype(q.dtype) for a in kin]
-    vs = [x.astype(q.dtype) for x in xs]
-    attend = (depth_attn.pooled_depth_attention if self.pooling == "pooled"
-              else depth_attn.per_token_depth_attention)
-    mix, weights = attend(q, kin, vs, num_heads=self.num_heads, key_kernel=kernel)
-    if self.pooling == "per_token" and pos_axes:
-      weights = weights.mean(axis=pos_axes)  # (B, N, |V_t|)
-    return mix.astype(out_dtype), depth_attn.pad_depth(weights, sl, self.depth)
+    return q, [a.astype(q.dtype) for a in kin], kernel
 
 
 def depthwise_conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
