@@ -85,20 +85,8 @@ def explain_override_error(argv: Sequence[str], default_config: str | None, erro
 MIXER_OPTION_FLAG = "--config.model.mixer_kwargs."
 
 
-def parse_mixer_option(text: str) -> Any:
-  """A ``--config.model.mixer_kwargs.KEY=VALUE`` value: a Python literal (``4``, ``0.5``, ``True``, ``None``,
-  ``'x'``), else the text itself (``conv``); ``true``/``false`` as booleans."""
-  import ast  # pylint: disable=g-import-not-at-top
-  if text.lower() in ("true", "false"):
-    return text.lower() == "true"
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def split_mixer_options(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
-  """``argv`` without its ``--config.model.mixer_kwargs.KEY=VALUE`` flags, and those options as a dict.
+def split_mixer_options(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+  """``argv`` without its ``--config.model.mixer_kwargs.KEY=VALUE`` flags, and those options as text.
 
   A mixer's options are open (each mixer has its own; :func:`aila_jax.nn.depth.check_mixer_kwargs` and the
   mixer check them), so a key that the config file did not set cannot go through ml_collections' overrides,
@@ -110,13 +98,13 @@ def split_mixer_options(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]
       if not eq or not key.isidentifier():
         fail(f"{arg}: expected {MIXER_OPTION_FLAG}KEY=VALUE (one option of the depth mixer, e.g. "
              f"{MIXER_OPTION_FLAG}value_conv=conv)")
-      options[key] = parse_mixer_option(value)
+      options[key] = {"true": "True", "false": "False"}.get(value.lower(), value)  # as absl reads booleans
     else:
       rest.append(arg)
   return rest, options
 
 
-_TAKEN_MIXER_OPTIONS: dict[str, Any] = {}
+_TAKEN_MIXER_OPTIONS: dict[str, str] = {}
 
 
 def take_mixer_options() -> None:
@@ -131,25 +119,28 @@ def take_mixer_options() -> None:
 def parse_flags_or_exit(argv: Sequence[str], default_config: str | None = None) -> list[str]:
   """absl flag parsing where a bad ``--config...`` flag ends the program with one message and exit 2.
 
-  ``--config.model.mixer_kwargs.KEY=VALUE`` sets a depth-mixer option whether or not the config file set it
-  (:func:`split_mixer_options`; with :func:`take_mixer_options` called before the config flag is defined)."""
+  ``--config.model.mixer_kwargs.KEY=VALUE`` sets a depth-mixer option whether or not the config file set it,
+  when :func:`take_mixer_options` ran before the config flag was defined (as train.py does)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
-  argv, options = split_mixer_options(argv)
-  options = {**_TAKEN_MIXER_OPTIONS, **options}
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as e:  # a value that does not parse, an unknown flag: absl names the flag
     fail(f"{e} (pass --helpfull to see the flags)")
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     fail(explain_override_error(argv, default_config, e))
-  if options:
+  if _TAKEN_MIXER_OPTIONS:
+    from aila_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+    from aila_jax.train.config_check import apply_override  # pylint: disable=g-import-not-at-top
     config = flags.FLAGS["config"].value
     if not _has_key(config, "model.mixer_kwargs"):
-      fail(f"{MIXER_OPTION_FLAG}{next(iter(options))}: this config has no config.model.mixer_kwargs (its model "
-           f"takes no depth mixer)")
+      fail(f"{MIXER_OPTION_FLAG}{next(iter(_TAKEN_MIXER_OPTIONS))}: this config has no config.model.mixer_kwargs "
+           f"(its model takes no depth mixer)")
     with config.unlocked():
-      for key, value in options.items():
-        config.model.mixer_kwargs[key] = value
+      for key, value in _TAKEN_MIXER_OPTIONS.items():  # read as a Python literal, else kept as text
+        try:
+          apply_override(config, f"model.mixer_kwargs.{key}={value}")
+        except ConfigError as e:
+          fail(str(e))
   return rest
 
 
