@@ -189,16 +189,14 @@ def main():
         if args.row_out:
           write_row(row)
       result["rows"].append(row)
-      if "first_step_s" not in row:
+      if "first_step_s" not in row:  # an isolated spec stopped or failed before its first step
         print(f"{spec:24s} {impl:8s} no first step: {row.get('status')}", flush=True)
-        if path:
-          save_result(path, result, indent=2)
-        continue
-      print(f"{spec:24s} {impl:8s} lower {row['lower_s']:6.1f} s  compile {row['compile_s']:6.1f} s  "
-            f"first step {row['first_step_s']:6.1f} s  {row['fusions']} fusions  "
-            f"{row['matmuls']} matmuls of {row['matmul_shapes']} shapes"
-            + (f"  {row['step_ms']:.3f} ms/step" if "step_ms" in row else "")
-            + (f"  [own process, {row['status']}]" if args.isolate else ""), flush=True)
+      else:
+        print(f"{spec:24s} {impl:8s} lower {row['lower_s']:6.1f} s  compile {row['compile_s']:6.1f} s  "
+              f"first step {row['first_step_s']:6.1f} s  {row['fusions']} fusions  "
+              f"{row['matmuls']} matmuls of {row['matmul_shapes']} shapes"
+              + (f"  {row['step_ms']:.3f} ms/step" if "step_ms" in row else "")
+              + (f"  [own process, {row['status']}]" if args.isolate else ""), flush=True)
       for name, sec, n in row.get("top_events", [])[:8]:
         print(f"    {sec:8.2f} s  x{n:<4d} {name}", flush=True)
       if path:
