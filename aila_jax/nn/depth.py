@@ -503,7 +503,8 @@ class AILA2Mixer(_Mixer):
     :math:`i` standardised (the key LayerNorm without its affine; the same for every layer that reads the
     slot, so XLA computes it once): one product per layer and a reduction per slot instead of a LayerNorm
     and a product per slot (ResNet-56 b8 float32 on CPU: 165 matrix products instead of 489, 3,973 fusions
-    instead of 4,534). The key LayerNorm's bias adds :math:`q^{(n)} \cdot (W_k^\top \beta_k)^{(n)}` to every
+    instead of 4,534 in one run, 3,940 in another; its first step was not faster there). The key LayerNorm's
+    bias adds :math:`q^{(n)} \cdot (W_k^\top \beta_k)^{(n)}` to every
     slot's logit of head :math:`n` alike, which the softmax over the slots removes, so it is left out (its
     gradient is zero either way; the parameter stays, as do the others' names, shapes and initial values).
     """
