@@ -22,7 +22,10 @@ sees as its first step.
 
 A spec's ``mix=NAME`` option traces the mixers with another way of writing the
 weighted sum over depth (``bench/mix_variants.py``: optimisation barriers, a
-custom VJP), same values and gradients.
+custom VJP), same values and gradients. Its ``xla=PRESET`` option compiles the
+step with a preset of XLA compiler options (``bench/xla_presets.py``; e.g.
+``notriton``: matrix products by cuBLAS, none autotuned as a Triton kernel):
+``"aila2;aila2:xla=notriton"``.
 
 On an H200 (ResNet-20, bf16, batch 32) the dense mixer's step compiled in
 29.5 s with per-slot sums, 26.6 s of it in the ``priority-fusion`` pass
@@ -53,6 +56,7 @@ from bench.results_io import save_result  # noqa: E402  (atomic; long tables int
 from aila_jax.attention import depth as depth_attn  # noqa: E402
 from depth import MIXERS, make_step, run_steps  # noqa: E402  (bench/depth.py)
 from bench import mix_variants  # noqa: E402  (spec option mix=NAME)
+from bench import xla_presets  # noqa: E402  (spec option xla=PRESET)
 
 
 def pass_times(log_dir: pathlib.Path, top: int) -> list[tuple[str, float, int]]:
@@ -79,24 +83,29 @@ def matmul_counts(hlo: str) -> dict:
   return {"matmuls": len(shapes), "matmul_shapes": len(set(shapes))}
 
 
-def split_mix(spec: str) -> tuple[str, str | None]:
-  """``'aila1:mix=vjp,residual=True'`` -> ``('aila1:residual=True', 'vjp')``: the ``mix=`` option names a
-  variant of the weighted sum over depth (bench/mix_variants.py), traced in place of the library's."""
+def split_options(spec: str) -> tuple[str, dict[str, str]]:
+  """``'aila2:xla=notriton,keys=folded'`` -> ``('aila2:keys=folded', {'xla': 'notriton'})``: the benchmark's own
+  spec options (``mix=`` a variant of the weighted sum, bench/mix_variants.py; ``xla=`` a preset of XLA
+  compiler options, bench/xla_presets.py) taken out of a mixer spec."""
   name, _, opts = spec.partition(":")
-  keep, mix = [], None
+  keep, own = [], {}
   for item in filter(None, opts.split(",")):
-    if item.startswith("mix="):
-      mix = item[4:]
+    key, eq, value = item.partition("=")
+    if eq and key in ("mix", "xla"):
+      own[key] = value
     else:
       keep.append(item)
-  return name + (":" + ",".join(keep) if keep else ""), mix
+  if "xla" in own:
+    xla_presets.options(own["xla"])  # ValueError naming the presets
+  return name + (":" + ",".join(keep) if keep else ""), own
 
 
 def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25, on_first_step=None):
   """One spec's row; ``on_first_step(row)`` is called with the timings as soon as the first step has run
   (before the profile of ``passes`` is parsed and the steps are timed)."""
   depth_attn.DEFAULT_SUM_IMPL = impl  # read when the step is traced
-  model_spec, mix = split_mix(spec)
+  model_spec, own = split_options(spec)
+  mix, xla = own.get("mix"), own.get("xla", "default")
   step, state, n_params = make_step(model_spec, depth, batch, dtype)
   t0 = time.perf_counter()
   with mix_variants.using(mix):
@@ -105,9 +114,9 @@ def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25, on_first_s
   with tempfile.TemporaryDirectory() as d:
     if passes:
       with jax.profiler.trace(d, create_perfetto_trace=True):
-        compiled = lowered.compile()
+        compiled = lowered.compile(compiler_options=xla_presets.options(xla))
     else:
-      compiled = lowered.compile()
+      compiled = lowered.compile(compiler_options=xla_presets.options(xla))
     t2 = time.perf_counter()
     state, step_s = run_steps(compiled, state, 1)
     text = compiled.as_text()

@@ -15,7 +15,9 @@ step with and without them (interleaved, as every benchmark here does):
 * ``cmdbuf_while``: ``cmdbuf`` and loops (``WHILE``, ``CONDITIONAL``): a ``lax.scan`` over several
   training steps (``steps=N`` in bench/depth.py specs) becomes one graph;
 * ``noautotune``: no autotuning of convolution/GEMM algorithms
-  (``xla_gpu_autotune_level=0``): faster compilation, maybe slower steps.
+  (``xla_gpu_autotune_level=0``): faster compilation, maybe slower steps;
+* ``notriton``: matrix products by cuBLAS/cuBLASLt only (``xla_gpu_enable_triton_gemm=False``): XLA
+  does not generate and autotune a Triton kernel per GEMM shape (and fused GEMM); convolutions untouched.
 
 The options are validated by XLA at compile time (an unknown name or enum value
 is an ``INVALID_ARGUMENT`` error naming it).
@@ -31,6 +33,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "cmdbuf_while": {**COMMAND_BUFFERS, "xla_gpu_enable_command_buffer":
                      COMMAND_BUFFERS["xla_gpu_enable_command_buffer"] + ",WHILE,CONDITIONAL"},
     "noautotune": {"xla_gpu_autotune_level": 0},
+    "notriton": {"xla_gpu_enable_triton_gemm": False},
 }
 
 

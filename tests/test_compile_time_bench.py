@@ -11,7 +11,9 @@ from helpers import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
-from bench.compile_time import matmul_counts  # noqa: E402
+import pytest  # noqa: E402
+
+from bench.compile_time import matmul_counts, split_options  # noqa: E402
 
 
 def test_counts_dots_and_gemm_calls_by_shape():
@@ -30,6 +32,14 @@ def test_a_compiled_product_is_found_and_a_reduction_is_not():
   red = jax.jit(lambda a: jnp.sum(a * 2.0, axis=0)).lower(x).compile().as_text()
   assert matmul_counts(dot)["matmuls"] >= 1
   assert matmul_counts(red) == {"matmuls": 0, "matmul_shapes": 0}
+
+
+def test_spec_options_of_the_benchmark_are_taken_out_of_the_mixer_spec():
+  assert split_options("aila2:xla=notriton,keys=folded") == ("aila2:keys=folded", {"xla": "notriton"})
+  assert split_options("aila1:mix=vjp,residual=True") == ("aila1:residual=True", {"mix": "vjp"})
+  assert split_options("residual") == ("residual", {})
+  with pytest.raises(ValueError, match="unknown XLA preset 'nope'"):
+    split_options("aila2:xla=nope")
 
 
 def test_isolate_runs_each_spec_in_its_own_process_and_keeps_a_stopped_one(tmp_path):
