@@ -436,35 +436,36 @@ class AILA2Mixer(_Mixer):
     if width % self.num_heads:
       raise ConfigError(f"config.model.mixer_kwargs.num_heads: aila2 needs the width {width} to be divisible "
                         f"by num_heads={self.num_heads}")
+    cache = {}
     if self._full():
-      mix, weights = self._attend(h, buffer)
+      mix, weights, cache = self._attend(h, buffer)
     if self.skip:  # ELA: reuse block t-1's retrieval (no query-key attention over the slots)
       mix, weights = self._reused("aila2", buffer)
     self.sow("intermediates", "depth_weights", weights)
     out = mix + self._prev(buffer) if self.residual else mix
     x = self._act(self._dp(h, train) + out)
-    return x, dict(self._write(buffer, x), retrieval=mix, weights=weights), weights
+    return x, dict(self._write(buffer, x), retrieval=mix, weights=weights, **cache), weights
 
   def _attend(self, h, buffer: Buffer):
-    """The query-key attention over the readable slots: ``(mix [B, *P, D] in h.dtype, weights [B, N, T])``."""
+    """The query-key attention over the readable slots: ``(mix [B, *P, D] in h.dtype, weights [B, N, T],
+    cache)``, ``cache`` the buffer entries to pass on (``keys='folded'``: ``{"k_in": ...}``)."""
     width = h.shape[-1]
     sl = depth_attn.readable_slots(self.layer, self.depth, include_input=self.include_input or self.layer == 1)
     xs = buffer["x"][sl]  # |V_t| slots [B, *P, D]: the readable layers only
     u = h if self.query == "block" else self._prev(buffer)
     pos_axes = tuple(range(1, h.ndim - 1))
-    if self.pooling == "pooled":
-      u = u.mean(pos_axes) if pos_axes else u  # (B, D)
-      kin = [x.mean(pos_axes) for x in xs] if pos_axes else list(xs)  # |V_t| x (B, D)
-    else:
-      kin = list(xs)
+    pool = (lambda a: a.mean(pos_axes)) if self.pooling == "pooled" and pos_axes else (lambda a: a)
+    u = pool(u)  # (B, D) when pooled
     # the key LayerNorm and Dense (one set of parameters) applied slot by slot (keys='slots': on CPU, ResNet-20
     # at batch 32, a step with per-token keys took 267 ms this way, 300 ms stacked), once to a stack of the
     # slots (keys='stacked': one matrix product per layer instead of one per slot; same values and parameters)
     # or folded into the query (keys='folded', _folded_keys)
+    cache = {}
     if self.keys == "folded":
-      q, k, key_kernel = self._folded_keys(u, kin)
+      q, k_in, key_kernel = self._folded_keys(u, buffer, pool)
+      k, cache = list(k_in[sl]), {"k_in": k_in}
     else:
-      (q, k), key_kernel = self._projected_keys(u, kin), None
+      (q, k), key_kernel = self._projected_keys(u, [pool(x) for x in xs]), None
     vs = [x.astype(q.dtype) for x in xs]
     if not isinstance(k, list):  # stacked per-token keys [B, T, *P, D]: the values stacked alike, one product
       vs = jnp.stack(vs, axis=1)
@@ -475,7 +476,7 @@ class AILA2Mixer(_Mixer):
                                                           key_kernel=key_kernel)
       weights = weights.mean(axis=pos_axes) if pos_axes else weights  # (B, N, |V_t|)
     weights = depth_attn.pad_depth(weights, sl, self.depth)  # (B, N, T)
-    return mix.astype(h.dtype), weights
+    return mix.astype(h.dtype), weights, cache
 
   def _projected_keys(self, u, kin):
     """``(q, keys)``: the query and the slots' keys ``W_k LN_k(x_i)`` (``keys='slots'``: a list;
@@ -495,29 +496,32 @@ class AILA2Mixer(_Mixer):
       return q, (jnp.moveaxis(k[0], 0, 1) if self.pooling == "per_token" else list(k[0]))
     return q, k
 
-  def _folded_keys(self, u, kin):
-    r"""``(q, keys, key_kernel)`` for ``keys='folded'``: the logits
+  def _folded_keys(self, u, buffer: Buffer, pool):
+    r"""``(q, key inputs, key_kernel)`` for ``keys='folded'``: the logits
     :math:`q^{(n)} \cdot (W_k^\top \mathrm{LN}_k(x_i))^{(n)}` computed as :math:`\tilde q^{(n)} \cdot \hat x_i`
     with :math:`\tilde q^{(n)}` the query carried back through :math:`\mathrm{diag}(\gamma_k) W_k`
     (``key_kernel``, :func:`~aila_jax.attention.depth.fold_key_projection`) and :math:`\hat x_i` slot
-    :math:`i` standardised (the key LayerNorm without its affine; the same for every layer that reads the
-    slot, so XLA computes it once): one product per layer and a reduction per slot instead of a LayerNorm
-    and a product per slot (ResNet-56 b8 float32 on CPU: 165 matrix products instead of 489, 3,973 fusions
-    instead of 4,534 in one run, 3,940 in another; its first step was not faster there). The key LayerNorm's
-    bias adds :math:`q^{(n)} \cdot (W_k^\top \beta_k)^{(n)}` to every
+    :math:`i` (pooled if ``pooling='pooled'``) standardised: the key LayerNorm without its affine, the same for
+    every layer that reads the slot. The key inputs of every slot so far (not only the readable ones) are
+    returned for the buffer (``buffer["k_in"]``): each slot is standardised once, by the first layer that
+    reads it, and the later layers reuse it, so its backward pass also runs once, on the summed cotangent,
+    instead of once per reading layer. One product per layer and no per-slot LayerNorm or product. The key
+    LayerNorm's bias adds :math:`q^{(n)} \cdot (W_k^\top \beta_k)^{(n)}` to every
     slot's logit of head :math:`n` alike, which the softmax over the slots removes, so it is left out (its
     gradient is zero either way; the parameter stays, as do the others' names, shapes and initial values).
     """
-    width, c = u.shape[-1], kin[0].shape[-1]
+    width, c = u.shape[-1], buffer["x"][0].shape[-1]
     kernel = _DenseKernel(width, name="key")(c)  # the kernel nn.Dense(name='key') has, not applied
+    k_in = list(buffer.get("k_in", ()))
+    new = [pool(a) for a in buffer["x"][len(k_in):]]  # slots no earlier layer standardised
     if self.qk_norm:
       u = nn.LayerNorm(dtype=self.dtype, name="q_norm")(u)
       gamma, _ = _LayerNormParams(name="k_norm")(c)
       kernel = gamma[:, None] * kernel  # LN_k(x) @ W = standardise(x) @ (diag(gamma) W) + beta @ W
       standardize = nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype, name="k_standardize")
-      kin = [standardize(a) for a in kin]  # no parameters
+      new = [standardize(a) for a in new]  # no parameters
     q = nn.Dense(width, use_bias=False, dtype=self.dtype, name="query")(u)
-    return q, [a.astype(q.dtype) for a in kin], kernel
+    return q, tuple(k_in) + tuple(a.astype(q.dtype) for a in new), kernel
 
 
 def depthwise_conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:

@@ -203,6 +203,38 @@ def test_aila2_folded_keys_pooled_formula_and_same_parameters():
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("pooling,skip", [("per_token", None), ("pooled", None), ("per_token", 2)])
+def test_aila2_folded_keys_across_a_stage_equal_slots(pooling, skip):
+  # keys='folded' standardises each slot once (the first layer that reads it) and later layers reuse it from
+  # buffer["k_in"]: a stage of three layers (block `skip` reusing its predecessor's retrieval, as ELA does)
+  # gives the values and gradients that keys='slots' gives with the same parameters
+  rng = np.random.default_rng(16)
+  hs = [jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32) for _ in range(3)]
+  x0 = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  params = []
+  for layer in (1, 2, 3):  # each layer's own parameters, moved off their initial values
+    _, _, _, _, v = _run("aila2", layer, hs[layer - 1], _buffer("aila2", rng, layer), num_heads=2, pooling=pooling,
+                         perturb=True)
+    params.append(v)
+
+  def stage(variables, x0, hs, keys):
+    buf = dn.mixer_class("aila2").init_buffer(x0, T)
+    for layer, (v, h) in enumerate(zip(variables, hs), start=1):
+      mixer = dn.make_mixer("aila2", layer=layer, depth=T, activation="none", norm="layer", num_heads=2,
+                            pooling=pooling, keys=keys, skip=layer == skip)
+      x, buf, _ = mixer.apply(v, h, buf)
+    return x, buf
+
+  (x_f, buf_f), (x_s, _) = stage(params, x0, hs, "folded"), stage(params, x0, hs, "slots")
+  assert len(buf_f["k_in"]) == 3  # slots 0, 1, 2 standardised once each
+  np.testing.assert_allclose(np.asarray(x_f), np.asarray(x_s), rtol=1e-4, atol=1e-5)
+  loss = lambda keys: lambda v, x0, hs: jnp.sum(jnp.sin(stage(v, x0, hs, keys)[0]))
+  g_f = jax.grad(loss("folded"), argnums=(0, 1, 2))(params, x0, hs)
+  g_s = jax.grad(loss("slots"), argnums=(0, 1, 2))(params, x0, hs)
+  for a, b in zip(jax.tree_util.tree_leaves(g_f), jax.tree_util.tree_leaves(g_s)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["mrla_base", "mrla_light"])
 def test_mrla_norm_init_zero_starts_the_branch_silent(name):
   # norm_init='zero': the branch's norm starts with scale 0, so at init x = o = relu(h + x_{t-1}) exactly;
