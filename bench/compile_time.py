@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gzip
 import json
 import os
@@ -112,10 +113,7 @@ def measure(spec, impl, depth, batch, dtype, passes, steps=0, top=25, on_first_s
     lowered = step.lower(state)
   t1 = time.perf_counter()
   with tempfile.TemporaryDirectory() as d:
-    if passes:
-      with jax.profiler.trace(d, create_perfetto_trace=True):
-        compiled = lowered.compile(compiler_options=xla_presets.options(xla))
-    else:
+    with jax.profiler.trace(d, create_perfetto_trace=True) if passes else contextlib.nullcontext():
       compiled = lowered.compile(compiler_options=xla_presets.options(xla))
     t2 = time.perf_counter()
     state, step_s = run_steps(compiled, state, 1)

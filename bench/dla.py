@@ -325,9 +325,7 @@ def main():
   ap.add_argument("--smoke", action="store_true", help="CPU smoke test: tiny sizes")
   args = ap.parse_args()
   try:
-    ours_specs = [s for s in args.ours_xla.split(",") if s]
-    for spec in ours_specs:
-      ours_variant(spec)
+    ours_variants = [ours_variant(s) for s in args.ours_xla.split(",") if s]  # (label, preset, K)
   except ValueError as e:
     ap.error(str(e))
   start = time.perf_counter()
@@ -365,7 +363,7 @@ def main():
   # 1. build and compile every variant (first step = compilation + one step)
   runs = []
   for wl, (ours_name, peer, side, batch, classes) in workloads.items():
-    kinds = [] if args.skip_ours else [(label, (preset, k)) for label, preset, k in map(ours_variant, ours_specs)]
+    kinds = [] if args.skip_ours else [(label, (preset, k)) for label, preset, k in ours_variants]
     if torch is not None:
       kinds += [("eager", None)] + ([] if args.no_compile else [
           ("compiled" if m == "default" else f"compiled_{m}", m) for m in args.torch_compile_modes.split(",")])

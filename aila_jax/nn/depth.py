@@ -449,7 +449,6 @@ class AILA2Mixer(_Mixer):
   def _attend(self, h, buffer: Buffer):
     """The query-key attention over the readable slots: ``(mix [B, *P, D] in h.dtype, weights [B, N, T],
     cache)``, ``cache`` the buffer entries to pass on (``keys='folded'``: ``{"k_in": ...}``)."""
-    width = h.shape[-1]
     sl = depth_attn.readable_slots(self.layer, self.depth, include_input=self.include_input or self.layer == 1)
     xs = buffer["x"][sl]  # |V_t| slots [B, *P, D]: the readable layers only
     u = h if self.query == "block" else self._prev(buffer)
