@@ -338,7 +338,7 @@ def _split_heads(x: jax.Array, num_heads: int, name: str) -> jax.Array:
   return x.reshape(x.shape[:-1] + (num_heads, x.shape[-1] // num_heads))
 
 
-def _split_queries(fn: str, query: jax.Array, num_heads: int, key_kernel) -> jax.Array:
+def _split_queries(fn: str, query: jax.Array, num_heads: int, key_kernel, projection: str = "dot") -> jax.Array:
   """float32 queries per head: ``[..., N, d]``, or ``[..., N, D]`` with a ``[D, D]`` ``key_kernel`` folded
   in (:func:`fold_key_projection`)."""
   if key_kernel is None:
@@ -347,7 +347,7 @@ def _split_queries(fn: str, query: jax.Array, num_heads: int, key_kernel) -> jax
   if jnp.ndim(key_kernel) != 2 or tuple(jnp.shape(key_kernel)) != (width, width):
     raise ValueError(f"{fn}: key_kernel: expected the [D, D] = ({width}, {width}) key projection of the query's "
                      f"width, got shape {tuple(jnp.shape(key_kernel))}")
-  return fold_key_projection(query, key_kernel, num_heads).astype(jnp.float32)
+  return fold_key_projection(query, key_kernel, num_heads, projection=projection).astype(jnp.float32)
 
 
 def _check_mask(fn: str, mask, t: int) -> jax.Array:
@@ -374,7 +374,32 @@ def _slot_logits(q: jax.Array, keys: jax.Array | Sequence[jax.Array], num_heads:
   return jnp.stack([logits(q, k) for k in keys], axis=-1) * scale
 
 
-def fold_key_projection(query: jax.Array, key_kernel: jax.Array, num_heads: int) -> jax.Array:
+PROJECTION_IMPLS = ("dot", "reduce")
+
+
+def _check_projection(projection: str) -> None:
+  if projection not in PROJECTION_IMPLS:
+    raise ValueError(f"projection: expected one of {PROJECTION_IMPLS}, got {projection!r}")
+
+
+def project(x: jax.Array, kernel: jax.Array, *, projection: str = "dot") -> jax.Array:
+  r"""``x @ kernel`` (``[..., C] x [C, F] -> [..., F]``, a bias-free ``Dense``) in ``x``'s dtype.
+
+  ``projection='dot'``: one matrix product (``nn.Dense``'s computation). ``'reduce'``: the same sum
+  :math:`\sum_c x_c W_{cf}` written as a float32 broadcast product reduced over :math:`c` (its gradients
+  likewise), so the compiled step holds no ``dot``: on a GPU every distinct matrix-product shape is a
+  kernel XLA generates and autotunes at compile time, a reduction is not. Same values to rounding (the
+  products of bfloat16 inputs are exact in float32, as in a product that accumulates in float32).
+  """
+  _check_projection(projection)
+  kernel = kernel.astype(x.dtype)
+  if projection == "dot":
+    return jnp.matmul(x, kernel, preferred_element_type=jnp.float32).astype(x.dtype)
+  return jnp.sum(x[..., :, None].astype(jnp.float32) * kernel.astype(jnp.float32), axis=-2).astype(x.dtype)
+
+
+def fold_key_projection(query: jax.Array, key_kernel: jax.Array, num_heads: int, *,
+                        projection: str = "dot") -> jax.Array:
   r"""Each head's query carried back through the key projection: ``[..., D]`` -> ``[..., N, C]``.
 
   .. math:: \tilde q^{(n)}_c = \sum_{j \in \text{head } n} W_{c j}\, q_j,
@@ -384,6 +409,8 @@ def fold_key_projection(query: jax.Array, key_kernel: jax.Array, num_heads: int)
   instead of one key projection per slot. ``key_kernel`` is ``[C, D]`` (a ``Dense`` kernel: keys
   ``x @ key_kernel``); the product runs in ``query``'s dtype, accumulates in float32 and is returned in
   ``query``'s dtype (as the keys it stands for would be); the logits are then summed in float32.
+  ``projection='reduce'``: the same sum as a float32 broadcast product and a reduction, no ``dot``
+  (:func:`project`).
   """
   c, width = key_kernel.shape
   if query.shape[-1] != width or width % num_heads:
@@ -392,13 +419,17 @@ def fold_key_projection(query: jax.Array, key_kernel: jax.Array, num_heads: int)
                      f"num_heads={num_heads}")
   q = _split_heads(query, num_heads, "query")  # (..., N, d)
   kernel = key_kernel.astype(query.dtype).reshape(c, num_heads, width // num_heads)
+  _check_projection(projection)
+  if projection == "reduce":  # (..., N, 1, d) * (N, C, d), summed over d
+    return jnp.sum(q[..., None, :].astype(jnp.float32) * jnp.swapaxes(kernel, 0, 1).astype(jnp.float32),
+                   axis=-1).astype(query.dtype)
   return jnp.einsum("...nd,cnd->...nc", q, kernel, preferred_element_type=jnp.float32).astype(query.dtype)
 
 
 def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Array],
                               values: jax.Array | Sequence[jax.Array], mask: jax.Array | None = None, *,
-                              num_heads: int, impl: str | None = None, key_kernel: jax.Array | None = None
-                              ) -> tuple[jax.Array, jax.Array]:
+                              num_heads: int, impl: str | None = None, key_kernel: jax.Array | None = None,
+                              projection: str = "dot") -> tuple[jax.Array, jax.Array]:
   r"""Multi-head attention over layers, one distribution per position.
 
   Each position :math:`p` (token or pixel) of the current layer queries the
@@ -427,6 +458,8 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
     key_kernel: ``None``, or a ``[D, D]`` key projection ``W`` not yet applied: the keys are then
       ``keys_i @ W``, computed as :func:`fold_key_projection` of the query against ``keys_i`` (same
       logits, one product per call instead of one per slot).
+    projection: how ``key_kernel`` is folded into the query: ``'dot'`` or ``'reduce'`` (no ``dot``;
+      :func:`project`).
 
   Returns:
     ``(mixed [B, *positions, D], weights [B, *positions, heads, T])`` (weights float32).
@@ -447,7 +480,7 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
                      f"query {query.shape}, keys {[tuple(a.shape) for a in keys]}, values "
                      f"{[tuple(a.shape) for a in values] if _is_sequence(values) else values.shape}")
   mask = _check_mask(fn, mask, t)
-  q = _split_queries(fn, query, num_heads, key_kernel)  # (B, *P, N, d), or (B, *P, N, D) folded
+  q = _split_queries(fn, query, num_heads, key_kernel, projection)  # (B, *P, N, d), or (B, *P, N, D) folded
   logits = _slot_logits(q, keys if stacked_keys is None else stacked_keys, num_heads,
                         1.0 / math.sqrt(query.shape[-1] // num_heads), folded=key_kernel is not None)
   weights = _masked_softmax(logits, mask, axis=-1)  # (B, *P, N, T)
@@ -465,7 +498,8 @@ def per_token_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.A
 def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Array],
                            values: jax.Array | Sequence[jax.Array], mask: jax.Array | None = None, *,
                            num_heads: int, scale: float | None = None, impl: str | None = None,
-                           key_kernel: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                           key_kernel: jax.Array | None = None, projection: str = "dot"
+                           ) -> tuple[jax.Array, jax.Array]:
   r"""Multi-head attention over layers with one distribution per example (MRLA-base, pooled AILA-2).
 
   .. math::
@@ -489,6 +523,7 @@ def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Arra
     scale: logits scale; default ``1 / sqrt(C / num_heads)``.
     key_kernel: ``None``, or a ``[C, C]`` key projection not yet applied to ``keys`` (as in
       :func:`per_token_depth_attention`).
+    projection: as in :func:`per_token_depth_attention`.
 
   Returns:
     ``(mixed [B, *positions, C], weights [B, heads, T])`` (weights float32).
@@ -509,7 +544,7 @@ def pooled_depth_attention(query: jax.Array, keys: jax.Array | Sequence[jax.Arra
                      f"{[tuple(v.shape) for v in values] if _is_sequence(values) else values.shape}")
   mask = _check_mask(fn, mask, t)
   c = query.shape[-1]
-  q = _split_queries(fn, query, num_heads, key_kernel)  # (B, N, d), or (B, N, C) folded
+  q = _split_queries(fn, query, num_heads, key_kernel, projection)  # (B, N, d), or (B, N, C) folded
   scale = 1.0 / math.sqrt(c // num_heads) if scale is None else scale
   weights = _masked_softmax(_slot_logits(q, keys, num_heads, scale, folded=key_kernel is not None),
                             mask, axis=-1)  # (B, N, T)

@@ -420,6 +420,8 @@ class AILA2Mixer(_Mixer):
   qk_norm: bool = True
   keys: str = "slots"           # the key projection: 'slots' (slot by slot), 'stacked' (once, on a stack) or
                                 # 'folded' (into the query: one product per layer, none per slot; same parameters)
+  projections: str = "dot"      # the query/key projections: 'dot' (nn.Dense, matrix products) or 'reduce'
+                                # (float32 broadcast products and reductions, no dot; same parameters)
   uses_history = True
 
   @nn.compact
@@ -432,6 +434,9 @@ class AILA2Mixer(_Mixer):
                         f"got {self.pooling!r}")
     if self.keys not in AILA2_KEYS:
       raise ConfigError(f"config.model.mixer_kwargs.keys: expected one of {AILA2_KEYS}, got {self.keys!r}")
+    if self.projections not in depth_attn.PROJECTION_IMPLS:
+      raise ConfigError(f"config.model.mixer_kwargs.projections: expected one of {depth_attn.PROJECTION_IMPLS}, "
+                        f"got {self.projections!r}")
     width = h.shape[-1]
     if width % self.num_heads:
       raise ConfigError(f"config.model.mixer_kwargs.num_heads: aila2 needs the width {width} to be divisible "
@@ -469,10 +474,11 @@ class AILA2Mixer(_Mixer):
     if not isinstance(k, list):  # stacked per-token keys [B, T, *P, D]: the values stacked alike, one product
       vs = jnp.stack(vs, axis=1)
     if self.pooling == "pooled":
-      mix, weights = depth_attn.pooled_depth_attention(q, k, vs, num_heads=self.num_heads, key_kernel=key_kernel)
+      mix, weights = depth_attn.pooled_depth_attention(q, k, vs, num_heads=self.num_heads, key_kernel=key_kernel,
+                                                       projection=self.projections)
     else:
       mix, weights = depth_attn.per_token_depth_attention(q, k, vs, num_heads=self.num_heads,
-                                                          key_kernel=key_kernel)
+                                                          key_kernel=key_kernel, projection=self.projections)
       weights = weights.mean(axis=pos_axes) if pos_axes else weights  # (B, N, |V_t|)
     weights = depth_attn.pad_depth(weights, sl, self.depth)  # (B, N, T)
     return mix.astype(h.dtype), weights, cache
@@ -488,12 +494,26 @@ class AILA2Mixer(_Mixer):
       u = nn.LayerNorm(dtype=self.dtype, name="q_norm")(u)
       k_norm = nn.LayerNorm(dtype=self.dtype, name="k_norm")
       kin = [k_norm(a) for a in kin]
-    q = nn.Dense(width, use_bias=False, dtype=self.dtype, name="query")(u)
-    key = nn.Dense(width, use_bias=False, dtype=self.dtype, name="key")
-    k = [key(a) for a in kin]
+    q = self._dense(u, width, "query")
+    key = _DenseKernel(width, name="key")(kin[0].shape[-1]) if self.projections == "reduce" else \
+        nn.Dense(width, use_bias=False, dtype=self.dtype, name="key")
+    k = [depth_attn.project(self._in_dtype(a), key, projection="reduce") if self.projections == "reduce"
+         else key(a) for a in kin]
     if stacked:
       return q, (jnp.moveaxis(k[0], 0, 1) if self.pooling == "per_token" else list(k[0]))
     return q, k
+
+  def _in_dtype(self, x):
+    """``x`` in the dtype ``nn.Dense(dtype=self.dtype)`` computes in (``self.dtype``, or ``x``'s own when None)."""
+    return x if self.dtype is None else x.astype(self.dtype)
+
+  def _dense(self, x, features: int, name: str):
+    """``nn.Dense(features, use_bias=False, name=name)(x)``, or with ``projections='reduce'`` the same
+    parameter applied without a matrix product (:func:`aila_jax.attention.depth.project`)."""
+    if self.projections == "reduce":
+      kernel = _DenseKernel(features, name=name)(x.shape[-1])
+      return depth_attn.project(self._in_dtype(x), kernel, projection="reduce")
+    return nn.Dense(features, use_bias=False, dtype=self.dtype, name=name)(x)
 
   def _folded_keys(self, u, buffer: Buffer, pool):
     r"""``(q, key inputs, key_kernel)`` for ``keys='folded'``: the logits
@@ -519,7 +539,7 @@ class AILA2Mixer(_Mixer):
       kernel = gamma[:, None] * kernel  # LN_k(x) @ W = standardise(x) @ (diag(gamma) W) + beta @ W
       standardize = nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype, name="k_standardize")
       new = [standardize(a) for a in new]  # no parameters
-    q = nn.Dense(width, use_bias=False, dtype=self.dtype, name="query")(u)
+    q = self._dense(u, width, "query")
     return q, tuple(k_in) + tuple(a.astype(q.dtype) for a in new), kernel
 
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from aila_jax.attention import depth as da
 from aila_jax.errors import ConfigError
 from aila_jax.nn import depth as dn
 
@@ -203,6 +204,46 @@ def test_aila2_folded_keys_pooled_formula_and_same_parameters():
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("keys", ["slots", "folded"])
+def test_aila2_projections_reduce_same_parameters_gradients_and_no_dot(keys):
+  # projections='reduce': the parameters of nn.Dense (names, shapes, initial values), the gradients of the
+  # matrix products ('dot'), and a compiled gradient without any dot (the point of the option)
+  rng = np.random.default_rng(15)
+  h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
+  buf = _buffer("aila2", rng, 3)
+  inits = [_run("aila2", 3, h, buf, num_heads=2, keys=keys, projections=pr)[-1] for pr in ("reduce", "dot")]
+  chex.assert_trees_all_equal(*inits)
+  variables = _run("aila2", 3, h, buf, num_heads=2, keys=keys, perturb=True)[-1]
+  grads, hlo = [], []
+  for pr in ("reduce", "dot"):
+    mixer = dn.make_mixer("aila2", layer=3, depth=T, activation="none", norm="layer", num_heads=2, keys=keys,
+                          projections=pr)
+    g = jax.jit(jax.grad(lambda v, hh: jnp.sum(jnp.sin(mixer.apply(v, hh, buf)[0])), argnums=(0, 1)))
+    grads.append(g(variables, h))
+    hlo.append(g.lower(variables, h).as_text())
+  for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  assert "dot_general" not in hlo[0] and "dot_general" in hlo[1]
+  with pytest.raises(ConfigError, match=r"config.model.mixer_kwargs.projections: expected one of \('dot', "
+                                         r"'reduce'\), got 'einsum'"):
+    _run("aila2", 3, h, buf, num_heads=2, projections="einsum")
+
+
+def test_project_reduce_equals_the_product():
+  # depth_attn.project / fold_key_projection with projection='reduce' against numpy products
+  rng = np.random.default_rng(17)
+  x, w = rng.normal(size=(3, 5, 6)), rng.normal(size=(6, 4))
+  for pr in ("dot", "reduce"):
+    np.testing.assert_allclose(da.project(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), projection=pr),
+                               x @ w, rtol=1e-5, atol=1e-5)
+    q, kern = rng.normal(size=(3, 8)), rng.normal(size=(6, 8))  # 2 heads of 4; kernel [C, D]
+    want = np.einsum("bnd,cnd->bnc", q.reshape(3, 2, 4), kern.reshape(6, 2, 4))
+    np.testing.assert_allclose(da.fold_key_projection(jnp.asarray(q, jnp.float32), jnp.asarray(kern, jnp.float32),
+                                                      2, projection=pr), want, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="projection: expected one of"):
+    da.project(jnp.ones((2, 3)), jnp.ones((3, 3)), projection="matmul")
+
+
 @pytest.mark.parametrize("pooling,skip", [("per_token", None), ("pooled", 2)])
 def test_aila2_folded_keys_across_a_stage_equal_slots(pooling, skip):
   # keys='folded' standardises each slot once (the first layer that reads it) and later layers reuse it from
@@ -378,15 +419,18 @@ def test_mrla_conv_implementations_agree(name, switch):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("keys", ["slots", "stacked", "folded"])
-def test_aila2_per_token_equals_the_formula(keys):
+@pytest.mark.parametrize("keys,projections", [("slots", "dot"), ("stacked", "dot"), ("folded", "dot"),
+                                              ("slots", "reduce"), ("folded", "reduce")])
+def test_aila2_per_token_equals_the_formula(keys, projections):
   # x = h + sum_i alpha_i x_i, alpha = softmax_i over the readable slots of (W_q LN_q(h)) . (W_k LN_k(x_i)) / sqrt(d)
-  # per head and token, from the module's own parameters, in numpy
+  # per head and token, from the module's own parameters, in numpy (projections='reduce': the same Dense
+  # kernels applied without a matrix product)
   rng = np.random.default_rng(12)
   h = jnp.asarray(rng.normal(size=(B, P, D)), jnp.float32)
   buf = _buffer("aila2", rng, 3)
   heads, d = 2, D // 2
-  x, _, w, _, variables = _run("aila2", 3, h, buf, num_heads=heads, keys=keys, perturb=True)
+  x, _, w, _, variables = _run("aila2", 3, h, buf, num_heads=heads, keys=keys, projections=projections,
+                               perturb=True)
   prm = jax.tree_util.tree_map(np.asarray, variables["params"])
 
   def ln(a, p):
