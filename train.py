@@ -24,10 +24,13 @@ from aila_jax import cli as _cli_options  # noqa: E402  pylint: disable=g-import
 _cli_options.take_mixer_options()  # --config.model.mixer_kwargs.KEY=VALUE: any mixer option, set after loading
 
 _DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parent / "configs" / "default.py")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG,
-    "Training config (a file with get_config()); override fields with --config.key=value.",
-    lock_config=True)
+try:  # without --config=FILE the default config is loaded, and its --config.key overrides applied, right here
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", _DEFAULT_CONFIG,
+      "Training config (a file with get_config()); override fields with --config.key=value.",
+      lock_config=True)
+except (AttributeError, KeyError, TypeError, ValueError) as _e:
+  _cli_options.fail(_cli_options.explain_override_error(sys.argv, _DEFAULT_CONFIG, _e))
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics "
                                "(default: runs/<config file name>).")
 

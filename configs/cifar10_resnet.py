@@ -26,6 +26,7 @@ mixer's savings are measured on the step). The stored CIFAR results before that 
 
 import ml_collections
 
+from aila_jax.train import ela
 from configs import default
 
 STEPS_PER_EPOCH = 50_000 // 128  # 390
@@ -44,6 +45,8 @@ def get_config(epochs: int = 180, decay_epochs=(100, 150)) -> ml_collections.Con
       mixer="residual",                # none, residual, dense, aila1, aila2, mrla_base, mrla_light
       mixer_kwargs=ml_collections.ConfigDict(),  # the mixer's options (aila_jax.nn.depth), e.g. num_heads
       drop_path=0.0,                   # stochastic depth rate (MRLA's ImageNet EfficientNet/DeiT runs use 0.2)
+      skip_layers=(),                  # a fixed ELA skip set, e.g. ('stage_1/block_4',) (mixers aila1, aila2,
+                                       # mrla_base); empty with config.ela.enabled=True (the controller's)
   ))
   config.batch_size = 128
   config.eval_batch_size = 1000
@@ -59,4 +62,6 @@ def get_config(epochs: int = 180, decay_epochs=(100, 150)) -> ml_collections.Con
   config.log_every = 100
   config.eval_every = 10 * STEPS_PER_EPOCH
   config.checkpoint_every = 5 * STEPS_PER_EPOCH
+  config.ela = ela.default_config()    # ELA's controller, off (--config.ela.enabled=True; keys: aila_jax/train/ela.py,
+                                       # configs/cifar10_resnet56_ela.py for the paired runs' settings)
   return config

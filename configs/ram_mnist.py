@@ -24,6 +24,7 @@ schedule: configs/wsram_mnist.py.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from configs import default
 
@@ -51,7 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
       reinforce_weight=1.0,              # lambda_r of the REINFORCE term
       reinforce_baseline="learned",      # 'learned' b(h_t), or 'none': the naive estimator (with model.baseline=False)
       baseline_weight=1.0,               # lambda_b of the baseline regression
-      eval_samples=None,                 # K >= 1 of the sampled eval prediction (None: only prior means)
+      eval_samples=config_dict.placeholder(int),  # K >= 1 of the sampled eval prediction (None: only prior
+                                                   # means; a placeholder, so --config.task_kwargs.eval_samples=5 works)
   ))
   config.batch_size = 256                # global batch
   config.eval_batch_size = 2000

@@ -32,6 +32,8 @@ def wsram(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Turns a RAM config into its WS-RAM counterpart (same glimpses, data and optimiser)."""
   config.model_name = "wsram"            # RAM + inference network, no REINFORCE baseline
   config.model.inference_hidden = 256    # hidden width of q(a | y, x)
+  config.model.inference_input = "history"  # q reads the label and the glimpse history; 'image': also the image
+  config.model.inference_std_scale = 1.0    # q's initial std as a multiple of the prior's (1: q starts as p)
   config.task_kwargs = ml_collections.ConfigDict(dict(
       estimator="wake_sleep",            # reweighted wake-sleep
       num_samples=5,                     # K trajectories from q per image

@@ -44,6 +44,12 @@ def test_unknown_key_and_bad_value_are_one_line_with_exit_2(tmp_path, data_dir):
   assert nodata.returncode == 2 and "Traceback" not in nodata.stderr
   assert "holds neither mnist.npz" in nodata.stderr and "already prepared" not in nodata.stderr
   assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+  # without --config=FILE (the default config, whose overrides are applied when the flag is defined)
+  cmd = [sys.executable, str(REPO / "train.py"), f"--workdir={tmp_path / 'd'}", "--config.optimizer.nmae=adam"]
+  default = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert default.returncode == 2 and "Traceback" not in default.stderr, default.stderr[-2000:]
+  assert "config has no key 'optimizer.nmae'; did you mean config.optimizer.name?" in default.stderr
+  assert not (tmp_path / "d").exists()
 
 
 def test_truncated_npz_names_the_file_and_what_was_expected(tmp_path, data_dir):
