@@ -96,3 +96,26 @@ def test_apply_override_reads_literals_and_names_bad_keys():
     config_check.apply_override(c, "optim.lr=3")
   with pytest.raises(ConfigError, match="key=value"):
     config_check.apply_override(c, "lr")
+
+
+@pytest.mark.parametrize("name,overrides,want", [
+    ("cifar10_resnet", ["--config.model.skip_layers=('stage_1/block_4',)", "--config.ela.tau=0.3"],
+     {("model", "skip_layers"): ("stage_1/block_4",), ("ela", "tau"): 0.3, ("ela", "enabled"): False}),
+    ("wsram_mnist", ["--config.model.inference_input=image"], {("model", "inference_input"): "image"}),
+    ("ram_mnist", ["--config.task_kwargs.eval_samples=5"], {("task_kwargs", "eval_samples"): 5}),
+])
+def test_documented_command_line_overrides_parse(name, overrides, want, monkeypatch):
+  # the README's overrides, parsed as train.py parses them (a locked config loaded by config_flags, which reads
+  # the override flags from sys.argv when the config flag is defined)
+  import sys
+  from absl import flags
+  from ml_collections import config_flags
+  from helpers import REPO
+  fv = flags.FlagValues()
+  path = str(REPO / "configs" / f"{name}.py")
+  argv = ["train.py", f"--config={path}", *overrides]
+  monkeypatch.setattr(sys, "argv", argv)
+  config_flags.DEFINE_config_file("config", path, flag_values=fv, lock_config=True)
+  fv(argv)
+  for (group, key), value in want.items():
+    assert fv["config"].value[group][key] == value
