@@ -293,10 +293,11 @@ class DenseMixer(_Mixer):
   @nn.compact
   def __call__(self, h, buffer: Buffer, *, train: bool = False):
     self._check("dense", h, buffer)
-    mask = depth_attn.depth_mask(self.layer, self.depth, include_input=self.include_input)
+    include_input = self.include_input or self.layer == 1  # layer 1 has no earlier layer but the input
+    mask = depth_attn.depth_mask(self.layer, self.depth, include_input=include_input)
     weights = depth_attn.normalize_depth_weights(jnp.zeros((self.depth,), jnp.float32), mask, "softmax")
     self.sow("intermediates", "depth_weights", weights)
-    x = self._act(self._dp(h, train) + self._mix(weights, buffer, self.include_input))
+    x = self._act(self._dp(h, train) + self._mix(weights, buffer, include_input))
     return x, self._write(buffer, x), weights
 
 
