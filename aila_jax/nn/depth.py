@@ -495,26 +495,22 @@ class AILA2Mixer(_Mixer):
       u = nn.LayerNorm(dtype=self.dtype, name="q_norm")(u)
       k_norm = nn.LayerNorm(dtype=self.dtype, name="k_norm")
       kin = [k_norm(a) for a in kin]
-    q = self._dense(u, width, "query")
-    key = _DenseKernel(width, name="key")(kin[0].shape[-1]) if self.projections == "reduce" else \
-        nn.Dense(width, use_bias=False, dtype=self.dtype, name="key")
-    k = [depth_attn.project(self._in_dtype(a), key, projection="reduce") if self.projections == "reduce"
-         else key(a) for a in kin]
+    q = self._dense(width, "query", u.shape[-1])(u)
+    key = self._dense(width, "key", kin[0].shape[-1])
+    k = [key(a) for a in kin]
     if stacked:
       return q, (jnp.moveaxis(k[0], 0, 1) if self.pooling == "per_token" else list(k[0]))
     return q, k
 
-  def _in_dtype(self, x):
-    """``x`` in the dtype ``nn.Dense(dtype=self.dtype)`` computes in (``self.dtype``, or ``x``'s own when None)."""
-    return x if self.dtype is None else x.astype(self.dtype)
-
-  def _dense(self, x, features: int, name: str):
-    """``nn.Dense(features, use_bias=False, name=name)(x)``, or with ``projections='reduce'`` the same
-    parameter applied without a matrix product (:func:`aila_jax.attention.depth.project`)."""
-    if self.projections == "reduce":
-      kernel = _DenseKernel(features, name=name)(x.shape[-1])
-      return depth_attn.project(self._in_dtype(x), kernel, projection="reduce")
-    return nn.Dense(features, use_bias=False, dtype=self.dtype, name=name)(x)
+  def _dense(self, features: int, name: str, in_features: int):
+    """``nn.Dense(features, use_bias=False, name=name)`` (one parameter for every input it is applied to), or with
+    ``projections='reduce'`` the same parameter applied without a matrix product
+    (:func:`aila_jax.attention.depth.project`, in the dtype ``nn.Dense`` computes in)."""
+    if self.projections != "reduce":
+      return nn.Dense(features, use_bias=False, dtype=self.dtype, name=name)
+    kernel = _DenseKernel(features, name=name)(in_features)
+    return lambda x: depth_attn.project(x if self.dtype is None else x.astype(self.dtype), kernel,
+                                        projection="reduce")
 
   def _folded_keys(self, u, buffer: Buffer, pool):
     r"""``(q, key inputs, key_kernel)`` for ``keys='folded'``: the logits
@@ -540,7 +536,7 @@ class AILA2Mixer(_Mixer):
       kernel = gamma[:, None] * kernel  # LN_k(x) @ W = standardise(x) @ (diag(gamma) W) + beta @ W
       standardize = nn.LayerNorm(use_scale=False, use_bias=False, dtype=self.dtype, name="k_standardize")
       new = [standardize(a) for a in new]  # no parameters
-    q = self._dense(u, width, "query")
+    q = self._dense(width, "query", u.shape[-1])(u)
     return q, tuple(k_in) + tuple(a.astype(q.dtype) for a in new), kernel
 
 
