@@ -172,6 +172,11 @@ def test_translate_batches_and_strips(toy_tok):
   assert out == sources and calls == [(2, 24)] * 3
   ids, _ = toy_tok.encode_padded(sources, 24)
   assert seq2seq.translate(copy_decode, 0, ids, tokenizer=toy_tok, batch_size=4) == sources
+  # ids without a leading BOS column keep their first token (here the first word's, not the bare word boundary
+  # every encoded sentence starts with, whose loss would not show)
+  no_bos = lambda params, inputs: inputs[:, 1:] + params
+  assert not (no_bos(0, ids)[:, 0] == seq2seq.BOS_ID).any()
+  assert seq2seq.translate(no_bos, 0, ids, tokenizer=toy_tok, batch_size=4) == sources
   with pytest.raises(ValueError, match=r"decode_fn must return int ids \[batch, length\] with batch = 4"):
     seq2seq.translate(lambda p, x: x[:1], 0, ids, tokenizer=toy_tok, batch_size=4)
   with pytest.raises(ValueError, match=r"max_len is required"):
