@@ -113,6 +113,13 @@ def make_iterator(ds: grain.MapDataset, *, worker_count: int = 0) -> grain.Datas
   return iter(it)
 
 
+def _first_batch(source, preprocess: Callable[[Batch], Batch]) -> Batch:
+  """The first record of ``source`` as a preprocessed batch of one: the fields' shapes and dtypes."""
+  if hasattr(source, "get_batch"):
+    return preprocess(source.get_batch(np.arange(1)))
+  return grain.MapDataset.source(source).batch(1).map(preprocess)[0]
+
+
 def eval_batches(source, *, preprocess: Callable[[Batch], Batch], batch_size: int,
                  process_index: int = 0, process_count: int = 1) -> Iterator[Batch]:
   """Every record of ``source`` once, in order, in batches padded to ``batch_size``.
@@ -136,8 +143,9 @@ def eval_batches(source, *, preprocess: Callable[[Batch], Batch], batch_size: in
     if i < len(batched):
       batch = batched[i]
       n = len(next(iter(batch.values())))
-    else:  # this process has fewer records than the largest shard
-      batch, n = {k: v[:0] for k, v in batched[0].items()}, 0
+    else:  # this process has fewer records than the largest shard (or none: fewer records than processes)
+      like = batched[0] if len(batched) else _first_batch(source, preprocess)
+      batch, n = {k: v[:0] for k, v in like.items()}, 0
     mask = np.zeros((bs,), np.float32)
     mask[:n] = 1.0
     padded = {k: np.concatenate([v, np.zeros((bs - n,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
