@@ -56,3 +56,11 @@ def test_wall_clock_column_only_when_asked(tmp_path, monkeypatch):
   w = metrics.MetricWriter(tmp_path / "b", tensorboard=False)
   w.write(1, {"train/loss": 1.0})
   assert "wall" not in metrics.read_metrics(tmp_path / "b")[0]
+
+
+def test_read_metrics_skips_rows_without_step_and_keeps_marker_step_row(tmp_path):
+  (tmp_path / metrics.METRICS_FILE).write_text(
+      '{"step": 1, "a": 1}\n{"note": "no step"}\n[1, 2]\n{"step": 2, "a": 2}\n{"step": 3, "a": 3}\n'
+      '{"step": 2, "resumed_from_step": 2}\n{"step": 3, "a": 30}\n')
+  assert [(r["step"], r["a"]) for r in metrics.read_metrics(tmp_path)] == [(1, 1), (2, 2), (3, 30)]
+  assert [r["step"] for r in metrics.read_metrics(tmp_path, raw=True)] == [1, 2, 3, 2, 3]
