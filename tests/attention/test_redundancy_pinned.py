@@ -10,15 +10,8 @@ import scipy.stats
 from aila_jax.attention import redundancy as red
 
 RNG = np.random.default_rng(1)
-
-
-def _softmax(x):
-  e = np.exp(x - x.max(-1, keepdims=True))
-  return e / e.sum(-1, keepdims=True)
-
-
-P_PREV = _softmax(RNG.normal(size=(2, 3, 4)))
-P_NEXT = _softmax(RNG.normal(size=(2, 3, 5)))
+P_PREV = scipy.special.softmax(RNG.normal(size=(2, 3, 4)), axis=-1)
+P_NEXT = scipy.special.softmax(RNG.normal(size=(2, 3, 5)), axis=-1)
 
 
 def _smooth(q, eps):  # the docstring's q -> (q + eps) / (1 + n eps)
