@@ -55,7 +55,8 @@ def test_interface_shapes_and_buffer_write(name):
   x, new_buf, w, _, _ = _run(name, 3, h, buf)
   chex.assert_shape(x, (B, P, D))
   chex.assert_tree_all_finite(x)
-  assert set(new_buf) - {"retrieval", "weights"} == set(buf)  # + what an ELA-skipped next block reuses
+  # + what an ELA-skipped next block reuses, and AILA-2's standardised key inputs (keys='folded', the default)
+  assert set(new_buf) - {"retrieval", "weights"} == set(buf) | ({"k_in"} if name == "aila2" else set())
   for key in set(buf) - {"prev"}:  # the per-slot tuples grow by the slot this layer writes
     assert isinstance(new_buf[key], tuple) and len(new_buf[key]) == len(buf[key]) + 1, key
     for old, new in zip(buf[key], new_buf[key]):
@@ -244,8 +245,9 @@ def test_project_reduce_equals_the_product():
     da.project(jnp.ones((2, 3)), jnp.ones((3, 3)), projection="matmul")
 
 
-@pytest.mark.parametrize("pooling,skip", [("per_token", None), ("pooled", 2)])
-def test_aila2_folded_keys_across_a_stage_equal_slots(pooling, skip):
+@pytest.mark.parametrize("pooling,skip,keys", [("per_token", None, "folded"), ("pooled", 2, "folded"),
+                                               ("per_token", 2, "folded_stacked")])
+def test_aila2_folded_keys_across_a_stage_equal_slots(pooling, skip, keys):
   # keys='folded' standardises each slot once (the first layer that reads it) and later layers reuse it from
   # buffer["k_in"]: a stage of three layers (block `skip` reusing its predecessor's retrieval, as ELA does)
   # gives the values and gradients that keys='slots' gives with the same parameters
@@ -266,11 +268,11 @@ def test_aila2_folded_keys_across_a_stage_equal_slots(pooling, skip):
       x, buf, _ = mixer.apply(v, h, buf)
     return x, buf
 
-  (x_f, buf_f), (x_s, _) = stage(params, x0, hs, "folded"), stage(params, x0, hs, "slots")
+  (x_f, buf_f), (x_s, _) = stage(params, x0, hs, keys), stage(params, x0, hs, "slots")
   assert len(buf_f["k_in"]) == 3  # slots 0, 1, 2 standardised once each
   np.testing.assert_allclose(np.asarray(x_f), np.asarray(x_s), rtol=1e-4, atol=1e-5)
   loss = lambda keys: lambda v, x0, hs: jnp.sum(jnp.sin(stage(v, x0, hs, keys)[0]))
-  g_f = jax.jit(jax.grad(loss("folded"), argnums=(0, 1, 2)))(params, x0, hs)
+  g_f = jax.jit(jax.grad(loss(keys), argnums=(0, 1, 2)))(params, x0, hs)
   g_s = jax.jit(jax.grad(loss("slots"), argnums=(0, 1, 2)))(params, x0, hs)
   for a, b in zip(jax.tree_util.tree_leaves(g_f), jax.tree_util.tree_leaves(g_s)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -420,7 +422,7 @@ def test_mrla_conv_implementations_agree(name, switch):
 
 
 @pytest.mark.parametrize("keys,projections", [("slots", "dot"), ("stacked", "dot"), ("folded", "dot"),
-                                              ("slots", "reduce"), ("folded", "reduce")])
+                                              ("slots", "reduce"), ("folded", "reduce"), ("folded_stacked", "dot")])
 def test_aila2_per_token_equals_the_formula(keys, projections):
   # x = h + sum_i alpha_i x_i, alpha = softmax_i over the readable slots of (W_q LN_q(h)) . (W_k LN_k(x_i)) / sqrt(d)
   # per head and token, from the module's own parameters, in numpy (projections='reduce': the same Dense
@@ -447,5 +449,5 @@ def test_aila2_per_token_equals_the_formula(keys, projections):
   np.testing.assert_allclose(np.asarray(x), np.asarray(h) + mix, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(np.asarray(w)[..., :3], alpha.mean(2).transpose(1, 2, 0), rtol=1e-4, atol=1e-6)
   with pytest.raises(ConfigError, match=r"config.model.mixer_kwargs.keys: expected one of \('slots', 'stacked', "
-                                         r"'folded'\), got 'fused'"):
+                                         r"'folded', 'folded_stacked'\), got 'fused'"):
     _run("aila2", 3, h, buf, num_heads=heads, keys="fused")
