@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gzip
 import importlib.util
 import json
 import os
@@ -274,18 +275,53 @@ def cifar_run(args, data_dir, epochs, batch=128):
 
 
 def profile(v: Ours, steps: int, name: str) -> dict:
-  """Trace ``steps`` steps of ``v`` and summarise where the device time goes (bench/trace_summary.py); the
-  Perfetto trace is kept as ``$OUT/trace_<name>.json.gz`` when ``$OUT`` is set."""
+  """Trace ``steps`` updates of ``v`` (rounded up to whole calls of ``v.k``) and summarise where the device
+  time goes (bench/trace_summary.py); the Perfetto trace is kept as ``$OUT/trace_<name>.json.gz`` when
+  ``$OUT`` is set."""
   trace_dir = pathlib.Path(tempfile.mkdtemp(prefix="dla_trace_"))
+  updates = -(-steps // v.k) * v.k  # whole calls of K updates: per-step figures divide by the updates run
   with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
-    v.run(steps)
+    v.run(updates)
   process = "/device:GPU" if jax.default_backend() == "gpu" else "/host:CPU"
-  summary = trace_summary.summarize(trace_dir, steps, process=process)
+  summary = trace_summary.summarize(trace_dir, updates, process=process)
   if os.environ.get("OUT"):
     shutil.copy(trace_summary.find_trace(trace_dir), pathlib.Path(os.environ["OUT"]) / f"trace_{name}.json.gz")
   shutil.rmtree(trace_dir, ignore_errors=True)
   print(f"profile {name}: {json.dumps({k: summary.get(k) for k in ('kernels_per_step', 'busy_ms_per_step', 'span_ms_per_step', 'idle_fraction')})}", flush=True)
   return summary
+
+
+def profile_peer(v: Peer, steps: int, name: str) -> dict:
+  """:func:`profile` for a PyTorch peer: ``steps`` steps under ``torch.profiler`` (CPU and CUDA activity),
+  summarised by the same kernel kinds (``trace_summary.summarize_torch``); the Chrome trace is kept as
+  ``$OUT/trace_<name>.json.gz`` when ``$OUT`` is set."""
+  from torch.profiler import ProfilerActivity  # pylint: disable=import-outside-toplevel
+  activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if v.device == "cuda" else [])
+  trace_dir = pathlib.Path(tempfile.mkdtemp(prefix="dla_torch_trace_"))
+  path = trace_dir / f"trace_{name}.json"
+  with torch.profiler.profile(activities=activities) as prof:
+    v.run(steps)
+  prof.export_chrome_trace(str(path))
+  summary = trace_summary.summarize_torch(path, steps)
+  if os.environ.get("OUT"):
+    with open(path, "rb") as src, gzip.open(pathlib.Path(os.environ["OUT"]) / f"{path.name}.gz", "wb") as dst:
+      shutil.copyfileobj(src, dst)
+  shutil.rmtree(trace_dir, ignore_errors=True)
+  print(f"profile {name}: {json.dumps({k: summary.get(k) for k in ('kernels_per_step', 'busy_ms_per_step', 'span_ms_per_step', 'idle_fraction')})}", flush=True)
+  return summary
+
+
+def kernel_comparison(rows: dict) -> dict:
+  """Per kernel kind, the device milliseconds per update of each profiled variant (``rows``: variant -> row
+  with a ``profile``): where ours and the peers spend their kernel time, side by side."""
+  out = {}
+  for label, row in rows.items():
+    prof = row.get("profile") or {}
+    if prof.get("kernels"):
+      out[label] = {"kernel_ms_per_step": prof["kernel_ms_per_step"], "busy_ms_per_step": prof["busy_ms_per_step"],
+                    "kernels_per_step": prof["kernels_per_step"],
+                    **{f"{k}_ms": c["ms_per_step"] for k, c in prof["categories"].items()}}
+  return out
 
 
 # --------------------------------------------------------------------------- main
@@ -310,8 +346,9 @@ def main():
                        "per call, a lax.scan, as the trainer's config.steps_per_call; configs/cifar10_dla.py runs "
                        "cmdbuf@10 on a GPU): variant 'ours' is 'default', the others 'ours_<preset>[_x<K>]'")
   ap.add_argument("--profile_steps", type=int, default=0,
-                  help="> 0: after timing, trace this many steps of each of our variants (jax.profiler) and store "
-                       "where the device time goes (bench/trace_summary.py)")
+                  help="> 0: after timing, trace this many steps of each variant (ours: jax.profiler; the peers: "
+                       "torch.profiler; ours with K updates a call: this many calls) and store where the device "
+                       "time goes by kernel kind, side by side under workloads.<w>.kernels (bench/trace_summary.py)")
   ap.add_argument("--no_cudnn_benchmark", action="store_true",
                   help="leave torch.backends.cudnn.benchmark off (the peers' own scripts turn it on)")
   ap.add_argument("--budget_s", type=float, default=540, help="no new phase starts after this many seconds")
@@ -401,8 +438,13 @@ def main():
   for row, v in runs:
     row["step_ms"] = statistics.median(row["round_ms"])
     row["images_per_s"] = row["batch"] / row["step_ms"] * 1e3
-    if args.profile_steps and row["variant"].startswith("ours") and left() > 0:
-      row["profile"] = profile(v, args.profile_steps, f"{row['workload']}_{row['variant']}")
+    if args.profile_steps and left() > 0:
+      name = f"{row['workload']}_{row['variant']}"
+      try:
+        row["profile"] = (profile(v, args.profile_steps, name) if row["variant"].startswith("ours")
+                          else profile_peer(v, args.profile_steps, name))
+      except Exception as e:  # pylint: disable=broad-except  (a profile that fails is reported, not fatal)
+        row["profile"] = {"error": f"{type(e).__name__}: {e}"}
       save()
     v.close()
   for wl in workloads:
@@ -418,6 +460,8 @@ def main():
       for k, r in rows.items():
         if k.startswith("ours_"):
           entry[f"ratio_{k}_vs_faster_peer"] = r["images_per_s"] / peers[best]
+    if args.profile_steps:
+      entry["kernels"] = kernel_comparison(rows)
     result["workloads"][wl] = entry
     print(wl, json.dumps(entry), flush=True)
   runs.clear()

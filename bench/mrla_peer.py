@@ -176,8 +176,9 @@ def main():
   ap.add_argument("--tag", default="")
   ap.add_argument("--smoke", action="store_true", help="CPU check: 32x32 images, batch 2, 1 round of 1 step")
   ap.add_argument("--profile", type=int, default=0, metavar="N",
-                  help="also trace N of our steps per net with jax.profiler; bench/trace_summary.py's summary "
-                       "(busy/span ms, kernels per step, time by kernel kind, top kernels) goes into 'profile'")
+                  help="also trace N steps of each run (ours with jax.profiler, the official code's with "
+                       "torch.profiler, keyed NET@torch_MODE); bench/trace_summary.py's summary (busy/span ms, "
+                       "kernels per step, time by kernel kind, top kernels) goes into 'profile'")
   args = ap.parse_args()
   if args.smoke:
     args.batch, args.size, args.classes, args.rounds, args.loop = 2, 32, 10, 1, 1
@@ -232,23 +233,39 @@ def main():
       r["times"].append(r["fn"](args.loop))
   profile = {}
   for r in runs:  # after the timed rounds, so tracing cannot disturb them
-    if args.profile and r["framework"] == "jax":
+    if not args.profile:
+      continue
+    if r["framework"] == "jax":
+      key = r["net"]
       with tempfile.TemporaryDirectory() as d:
         with jax.profiler.trace(d, create_perfetto_trace=True):
           r["fn"](args.profile)
         try:
-          profile[r["net"]] = trace_summary.summarize(d, args.profile)
+          profile[key] = trace_summary.summarize(d, args.profile)
         except Exception as e:  # pylint: disable=broad-except  (no device events: no CUPTI, or a CPU)
-          profile[r["net"]] = {"error": f"{type(e).__name__}: {e}"}
-      got = profile[r["net"]]
+          profile[key] = {"error": f"{type(e).__name__}: {e}"}
+      got = profile[key]
       sources = trace_summary.hlo_sources(r["hlo"], [k["name"] for k in got.get("top_kernels", [])])
       for k in got.get("top_kernels", []):
         if k["name"] in sources:
           k["hlo"] = sources[k["name"]]
-      if "busy_ms_per_step" in got:
-        print(f"profile {r['net']:11s} busy {got['busy_ms_per_step']:.2f} ms of a {got['span_ms_per_step']:.2f} ms "
-              f"span per step, {got['kernels_per_step']:.0f} kernels; by kind (ms per step): "
-              + ", ".join(f"{k} {v['ms_per_step']:.2f}" for k, v in (got.get("categories") or {}).items()), flush=True)
+    else:  # the official code's kernels under torch.profiler, summarised by the same kinds
+      key = f"{r['net']}@torch_{r['mode']}"
+      with tempfile.TemporaryDirectory() as d:
+        try:
+          activities = [torch.profiler.ProfilerActivity.CPU] + (
+              [torch.profiler.ProfilerActivity.CUDA] if device == "cuda" else [])
+          with torch.profiler.profile(activities=activities) as prof:
+            r["fn"](args.profile)
+          prof.export_chrome_trace(str(pathlib.Path(d) / "trace.json"))
+          profile[key] = trace_summary.summarize_torch(pathlib.Path(d) / "trace.json", args.profile)
+        except Exception as e:  # pylint: disable=broad-except  (a profile that fails is reported, not fatal)
+          profile[key] = {"error": f"{type(e).__name__}: {e}"}
+      got = profile[key]
+    if "busy_ms_per_step" in got:
+      print(f"profile {key:11s} busy {got['busy_ms_per_step']:.2f} ms of a {got['span_ms_per_step']:.2f} ms "
+            f"span per step, {got['kernels_per_step']:.0f} kernels; by kind (ms per step): "
+            + ", ".join(f"{k} {v['ms_per_step']:.2f}" for k, v in (got.get("categories") or {}).items()), flush=True)
   rows = []
   for r in runs:
     sec = statistics.median(r["times"])

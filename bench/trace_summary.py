@@ -3,7 +3,8 @@
 ``summarize(trace_dir, steps)`` reads ``perfetto_trace.json.gz`` (written by
 ``jax.profiler.trace(dir, create_perfetto_trace=True)``) and, over the
 complete events ("X") of the device processes (name matching ``process``,
-default ``/device:GPU``):
+default ``/device:GPU``), ``summarize_torch(path, steps)`` the same from a
+``torch.profiler`` Chrome trace (a PyTorch peer's kernels, to set beside ours):
 
 * ``span_ms``: first kernel start to last kernel end; ``busy_ms``: the union
   of the kernels' intervals (time a kernel was running); ``idle_fraction`` =
@@ -26,7 +27,9 @@ import re
 
 CATEGORIES = (
     ("conv_gemm", re.compile(r"conv|xmma|cudnn|implicit|gemm|cutlass|sm\d\d_|wgrad|dgrad|fprop|winograd", re.I)),
-    ("reduce_fusion", re.compile(r"reduce|reduction", re.I)),
+    # XLA's reduction fusions; Inductor's reduction and persistent-reduction kernels (triton_red_ / triton_per_);
+    # eager PyTorch's batch-norm statistics kernels
+    ("reduce_fusion", re.compile(r"reduce|reduction|triton_red_|triton_per_|batch_norm_collect|bn_fw|bn_bw", re.I)),
     ("copy_memset", re.compile(r"memcpy|memset|copy", re.I)),
     ("fusion", re.compile(r"fusion|loop_|input_|triton|transpose|concatenate|slice|pad", re.I)),
 )
@@ -53,6 +56,29 @@ def summarize(trace_dir, steps: int, process: str = "/device:GPU", top: int = 25
   pids = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
           and str(e.get("args", {}).get("name", "")).startswith(process)}
   kernels = [e for e in events if e.get("ph") == "X" and e.get("pid") in pids and e.get("dur", 0) > 0]
+  return summarize_kernels(kernels, steps, process, top)
+
+
+TORCH_DEVICE_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+
+
+def summarize_torch(trace_path, steps: int, top: int = 25) -> dict:
+  """:func:`summarize` for a PyTorch profile: the Chrome trace ``torch.profiler.profile(...).export_chrome_trace``
+  writes (plain or ``.gz``), whose device events are the complete events of ``cat`` ``kernel``, ``gpu_memcpy``
+  and ``gpu_memset`` (the same summary, ``process`` ``'torch'``)."""
+  path = pathlib.Path(trace_path)
+  if not path.exists():
+    raise FileNotFoundError(f"no PyTorch trace at {path} (torch.profiler's export_chrome_trace writes it)")
+  with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as f:
+    events = json.load(f)["traceEvents"]
+  kernels = [e for e in events if e.get("ph") == "X" and e.get("cat") in TORCH_DEVICE_CATEGORIES
+             and e.get("dur", 0) > 0]
+  return summarize_kernels(kernels, steps, "torch", top)
+
+
+def summarize_kernels(kernels, steps: int, process: str, top: int = 25) -> dict:
+  """The summary of the module docstring over ``kernels``: complete trace events with ``name``, ``ts`` and
+  ``dur`` (microseconds)."""
   if not kernels:
     return {"process": process, "kernels": 0, "note": "no device events in the trace"}
   intervals = sorted((e["ts"], e["ts"] + e["dur"]) for e in kernels)  # microseconds

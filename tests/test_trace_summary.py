@@ -59,3 +59,25 @@ def test_hlo_sources_name_the_fused_ops_of_a_kernel():
     assert row["fused_op_names"] and all(o.startswith("jit(loss)/") for o in row["fused_op_names"])
   assert any("jvp()/max" in o or "transpose(jvp())" in o for r in got.values() for o in r["fused_op_names"])
   assert trace_summary.kernel_name("input_reduce-window.8") == "input_reduce_window_8"
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_torch_chrome_trace_counts_only_device_events(tmp_path, gz):
+  # torch.profiler's Chrome trace: kernels (cat 'kernel'), copies and memsets are device time; CPU ops, runtime
+  # calls and instants are not. Inductor's reduction kernels (triton_red_ / triton_per_) count as reductions.
+  x = lambda cat, ts, dur, name: {"ph": "X", "cat": cat, "pid": 0, "tid": 7, "ts": ts, "dur": dur, "name": name}
+  events = [x("cpu_op", 0, 500, "aten::convolution"), x("cuda_runtime", 1, 3, "cudaLaunchKernel"),
+            x("kernel", 10, 20, "sm90_xmma_fprop_implicit_gemm"), x("kernel", 40, 5, "triton_red_fused_native_bn_0"),
+            x("kernel", 45, 5, "triton_per_fused_sum_1"), x("kernel", 60, 10, "triton_poi_fused_relu_2"),
+            x("gpu_memset", 70, 10, "Memset (Device)"), {"ph": "i", "cat": "kernel", "ts": 5, "name": "marker"}]
+  path = tmp_path / ("t.json.gz" if gz else "t.json")
+  with (gzip.open(path, "wt") if gz else open(path, "w")) as f:
+    json.dump({"traceEvents": events}, f)
+  s = trace_summary.summarize_torch(path, steps=2)
+  assert s["process"] == "torch" and s["kernels"] == 5
+  assert s["span_ms"] == pytest.approx(0.070) and s["busy_ms"] == pytest.approx(0.050)  # [10,30) [40,50) [60,80)
+  assert s["kernel_ms_per_step"] == pytest.approx(0.025)
+  cats = {k: v["ms_per_step"] for k, v in s["categories"].items()}
+  assert cats == pytest.approx({"conv_gemm": 0.010, "reduce_fusion": 0.005, "fusion": 0.005, "copy_memset": 0.005})
+  with pytest.raises(FileNotFoundError, match="export_chrome_trace"):
+    trace_summary.summarize_torch(tmp_path / "missing.json", steps=1)
