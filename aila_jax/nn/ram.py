@@ -169,8 +169,9 @@ class ImageCode(nn.Module):
   r"""A code of the whole image for the inference network: :math:`c = \mathrm{ReLU}(W_c\, \mathrm{pool}(x) + b_c)`.
 
   :math:`\mathrm{pool}` averages non-overlapping ``f x f`` blocks, with
-  :math:`f = \lceil \max(H, W) / \text{side} \rceil` (zero padding at the
-  bottom/right edge), so a 28x28 image becomes 14x14, a 60x60 one 12x12 and a 100x100 one 13x13 with
+  :math:`f = \lceil \max(H, W) / \text{side} \rceil` (``SAME`` zero padding, split between the two edges
+  of an axis, the extra row or column at the bottom/right; each block's sum is divided by :math:`f^2`, padding
+  included), so a 28x28 image becomes 14x14, a 60x60 one 12x12 and a 100x100 one 13x13 with
   ``side=14``; the pooled pixels are flattened. Only :math:`q`, which is used
   in training alone, reads it: the prior and the classifier still see the
   image through their glimpses only.
