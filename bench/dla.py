@@ -347,7 +347,7 @@ def main():
                        "cmdbuf@10 on a GPU): variant 'ours' is 'default', the others 'ours_<preset>[_x<K>]'")
   ap.add_argument("--profile_steps", type=int, default=0,
                   help="> 0: after timing, trace this many steps of each variant (ours: jax.profiler; the peers: "
-                       "torch.profiler; ours with K updates a call: this many calls) and store where the device "
+                       "torch.profiler; ours with K updates a call: rounded up to whole calls) and store where the device "
                        "time goes by kernel kind, side by side under workloads.<w>.kernels (bench/trace_summary.py)")
   ap.add_argument("--no_cudnn_benchmark", action="store_true",
                   help="leave torch.backends.cudnn.benchmark off (the peers' own scripts turn it on)")
