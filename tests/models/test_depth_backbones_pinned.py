@@ -12,43 +12,7 @@ import pytest
 from aila_jax import models
 from aila_jax.errors import ConfigError
 from aila_jax.models import depth_backbones as bb
-
-
-def _conv_same(x, k, stride):
-  """numpy convolution with XLA's 'SAME' padding (the extra row/column at the end), NHWC x HWIO."""
-  x = np.asarray(x, np.float64)
-  k = np.asarray(k, np.float64)
-  kh = k.shape[0]
-  out_size = -(-x.shape[1] // stride)
-  total = max((out_size - 1) * stride + kh - x.shape[1], 0)
-  x = np.pad(x, ((0, 0), (total // 2, total - total // 2), (total // 2, total - total // 2), (0, 0)))
-  out = np.zeros((x.shape[0], out_size, out_size, k.shape[3]))
-  for i in range(kh):
-    for j in range(kh):
-      out += np.einsum("bhwc,co->bhwo", x[:, i:i + stride * (out_size - 1) + 1:stride,
-                                         j:j + stride * (out_size - 1) + 1:stride], k[i, j])
-  return out
-
-
-def _random_variables(model, x, seed=0):
-  """Variables of ``model`` (structure from jax.eval_shape, no init computation) filled with random values:
-  kernels N(0, 1/fan_in), BN/LN scales and running variances U(0.5, 1.5), biases and running means N(0, 0.1),
-  AILA-1 depth logits 0 (uniform weights)."""
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == "kernel":
-      return rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
-    if name in ("scale", "var"):
-      return rng.uniform(0.5, 1.5, size=leaf.shape)
-    if name in ("bias", "mean"):
-      return 0.1 * rng.normal(size=leaf.shape)
-    assert name == "depth_logits", path
-    return np.zeros(leaf.shape)
-
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
-  return jax.tree_util.tree_map_with_path(lambda pa, l: jnp.asarray(fill(pa, l), jnp.float32), shapes)
+from helpers import np_conv, random_variables
 
 
 def _cbn(v, path, x, stride):
@@ -56,7 +20,7 @@ def _cbn(v, path, x, stride):
   p, st = v["params"], v["batch_stats"]
   for name in path.split("/"):
     p, st = p[name], st[name]
-  y = _conv_same(x, p["conv"]["kernel"], stride)
+  y = np_conv(x, p["conv"]["kernel"], stride, "SAME")
   return ((y - np.asarray(st["bn"]["mean"])) / np.sqrt(np.asarray(st["bn"]["var"], np.float64) + 1e-5)
           * np.asarray(p["bn"]["scale"]) + np.asarray(p["bn"]["bias"]))
 
@@ -147,7 +111,7 @@ def test_cifar_resnet_matches_numpy(block):
   depth = {"basic": 8, "bottleneck": 11}[block]
   model = models.get_model("cifar_resnet", num_classes=3, depth=depth, block=block, widths=(2, 4))
   x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3)))
-  v = _random_variables(model, x)
+  v = random_variables(model, x)
   logits, inter = jax.jit(model.apply)(v, x)
   y = _relu(_cbn(v, "stem", x, 1))
   for s, stride in ((0, 1), (1, 2)):
@@ -184,7 +148,7 @@ def test_cifar_ela_skip_hits_the_named_stage_and_passes_on_the_reused_mix():
   model = models.get_model("cifar_resnet", num_classes=2, depth=14, widths=(2, 2), mixer="aila1",
                            skip_layers=("stage_1/block_2",), ela_stats=True, ela_kl_support="renormalize")
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 3))
-  v = _random_variables(model, x)
+  v = random_variables(model, x)
   (_, inter), cap = jax.jit(lambda v, x: model.apply(v, x, capture_intermediates=True, mutable=["intermediates"]))(
       v, x)
   np.testing.assert_allclose(inter["depth_weights"]["stage_0"], [[1, 0, 0], [0.5, 0.5, 0]], atol=1e-7)
@@ -250,7 +214,7 @@ def test_depth_lstm_reads_the_last_step_skips_and_takes_2d_sequences():
   moved = x.copy()
   moved[:, -1] += 1.0
   xx = np.concatenate([x, moved])  # one batch: the sequences and their moved copies
-  v = _random_variables(model, xx)
+  v = random_variables(model, xx)
   f = jax.jit(model.apply)
   out, inter = f(v, xx)
   out = np.asarray(out)

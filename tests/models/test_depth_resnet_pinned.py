@@ -13,43 +13,9 @@ import pytest
 from aila_jax import models
 from aila_jax.errors import ConfigError
 from aila_jax.models import depth_resnet
+from helpers import np_conv, random_variables
 
 EPS = 1e-5  # the BatchNorm epsilon (torchvision's)
-
-
-def _conv(x, k, stride, pad):
-  """numpy convolution, NHWC x HWIO, symmetric zero padding ``pad`` on both spatial sides."""
-  x = np.pad(np.asarray(x, np.float64), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  k = np.asarray(k, np.float64)
-  kh, kw = k.shape[:2]
-  ho, wo = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
-  out = np.zeros((x.shape[0], ho, wo, k.shape[3]))
-  for i in range(kh):
-    for j in range(kw):
-      out += np.einsum("bhwc,co->bhwo", x[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride],
-                       k[i, j])
-  return out
-
-
-def _random_variables(model, x, seed=0):
-  """Variables of ``model`` (structure from jax.eval_shape, no init computation) filled with random values:
-  kernels N(0, 1/fan_in), BN scales U(0.5, 1.5), biases and running means N(0, 0.1), running variances
-  U(0.5, 1.5), AILA-1 depth logits 0 (uniform weights). Non-trivial BN statistics pin the eval-mode BN too."""
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == "kernel":
-      return rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
-    if name in ("scale", "var"):
-      return rng.uniform(0.5, 1.5, size=leaf.shape)
-    if name in ("bias", "mean"):
-      return 0.1 * rng.normal(size=leaf.shape)
-    assert name == "depth_logits", path
-    return np.zeros(leaf.shape)
-
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
-  return jax.tree_util.tree_map_with_path(lambda pa, l: jnp.asarray(fill(pa, l), jnp.float32), shapes)
 
 
 def _conv_bn(v, path, x, stride, pad):
@@ -58,7 +24,7 @@ def _conv_bn(v, path, x, stride, pad):
   p, st = v["params"], v["batch_stats"]
   for name in path.split("/"):
     p, st = p[name], st[name]
-  y = _conv(x, p["conv"]["kernel"], stride, pad)
+  y = np_conv(x, p["conv"]["kernel"], stride, pad)
   return ((y - np.asarray(st["bn"]["mean"])) / np.sqrt(np.asarray(st["bn"]["var"], np.float64) + EPS)
           * np.asarray(p["bn"]["scale"]) + np.asarray(p["bn"]["bias"]))
 
@@ -79,7 +45,7 @@ def test_deep_stem_and_strided_stage_match_numpy():
   # global average pool and the linear head. Residual mixer, eval mode, random weights and BN statistics.
   model = models.get_model("resnet50_depth", num_classes=3, stage_sizes=(1, 1), widths=(2, 2), stem="deep")
   x = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (2, 16, 16, 3)))
-  v = _random_variables(model, x)
+  v = random_variables(model, x)
   logits, inter = jax.jit(model.apply)(v, x)
   y = _relu(_conv_bn(v, "stem_a", x, 2, 1))  # 8x8
   y = _relu(_conv_bn(v, "stem_b", y, 1, 1))
@@ -125,9 +91,9 @@ def test_bn_running_mean_uses_torch_momentum():
   # 0.9 m + 0.1 x the batch mean of the stem convolution's output.
   model = models.get_model("resnet50_depth", num_classes=2, stage_sizes=(1,), widths=(2,))
   x = np.asarray(jax.random.normal(jax.random.PRNGKey(3), (2, 8, 8, 3)))
-  v = _random_variables(model, x)
+  v = random_variables(model, x)
   _, new = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(v, x)
-  conv = _conv(x, v["params"]["stem"]["conv"]["kernel"], 2, 3)  # (2, 4, 4, 64)
+  conv = np_conv(x, v["params"]["stem"]["conv"]["kernel"], 2, 3)  # (2, 4, 4, 64)
   old = np.asarray(v["batch_stats"]["stem"]["bn"]["mean"])
   np.testing.assert_allclose(new["batch_stats"]["stem"]["bn"]["mean"], 0.9 * old + 0.1 * conv.mean(axis=(0, 1, 2)),
                              rtol=1e-4, atol=1e-6)
@@ -149,7 +115,7 @@ def test_ela_skip_hits_the_named_block_and_passes_on_the_reused_mix():
   model = models.get_model("resnet50_depth", num_classes=2, stage_sizes=(2, 4), widths=(4, 4), mixer="aila1",
                            skip_layers=("stage_1/block_3",), ela_stats=True, ela_kl_support="renormalize")
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 16, 16, 3))
-  v = _random_variables(model, x)
+  v = random_variables(model, x)
   (_, inter), cap = jax.jit(lambda v, x: model.apply(v, x, capture_intermediates=True, mutable=["intermediates"]))(
       v, x)
   half, quarter = [0.5, 0.5, 0.0], [0.25] * 4 + [0.0]

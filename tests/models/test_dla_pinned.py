@@ -10,6 +10,7 @@ import pytest
 
 from aila_jax.models import dla
 from aila_jax.nn import dla as dla_nn
+from helpers import np_conv
 
 BN_EPS = 1e-5
 
@@ -18,17 +19,7 @@ BN_EPS = 1e-5
 
 def _conv(x, w, stride=1, pad=None):
   """Cross-correlation NHWC x HWIO (groups 1), symmetric zero padding ``pad`` (default k // 2), float64."""
-  kh, kw, _, o = w.shape
-  p = kh // 2 if pad is None else pad
-  xp = np.pad(np.asarray(x, np.float64), ((0, 0), (p, p), (p, p), (0, 0)))
-  b, hp, wp, _ = xp.shape
-  ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
-  out = np.zeros((b, ho, wo, o))
-  for i in range(kh):
-    for j in range(kw):
-      patch = xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
-      out += patch @ np.asarray(w[i, j], np.float64)
-  return out
+  return np_conv(x, w, stride, w.shape[0] // 2 if pad is None else pad)
 
 
 def _bn(x, p, s):
