@@ -274,6 +274,11 @@ def cifar_run(args, data_dir, epochs, batch=128):
   return out
 
 
+def _print_profile(name: str, summary: dict) -> None:
+  keys = ("kernels_per_step", "busy_ms_per_step", "span_ms_per_step", "idle_fraction")
+  print(f"profile {name}: {json.dumps({k: summary.get(k) for k in keys})}", flush=True)
+
+
 def profile(v: Ours, steps: int, name: str) -> dict:
   """Trace ``steps`` updates of ``v`` (rounded up to whole calls of ``v.k``) and summarise where the device
   time goes (bench/trace_summary.py); the Perfetto trace is kept as ``$OUT/trace_<name>.json.gz`` when
@@ -287,7 +292,7 @@ def profile(v: Ours, steps: int, name: str) -> dict:
   if os.environ.get("OUT"):
     shutil.copy(trace_summary.find_trace(trace_dir), pathlib.Path(os.environ["OUT"]) / f"trace_{name}.json.gz")
   shutil.rmtree(trace_dir, ignore_errors=True)
-  print(f"profile {name}: {json.dumps({k: summary.get(k) for k in ('kernels_per_step', 'busy_ms_per_step', 'span_ms_per_step', 'idle_fraction')})}", flush=True)
+  _print_profile(name, summary)
   return summary
 
 
@@ -307,7 +312,7 @@ def profile_peer(v: Peer, steps: int, name: str) -> dict:
     with open(path, "rb") as src, gzip.open(pathlib.Path(os.environ["OUT"]) / f"{path.name}.gz", "wb") as dst:
       shutil.copyfileobj(src, dst)
   shutil.rmtree(trace_dir, ignore_errors=True)
-  print(f"profile {name}: {json.dumps({k: summary.get(k) for k in ('kernels_per_step', 'busy_ms_per_step', 'span_ms_per_step', 'idle_fraction')})}", flush=True)
+  _print_profile(name, summary)
   return summary
 
 
