@@ -35,3 +35,18 @@ def test_dla_bench_variant_specs():
     ours_variant("cmdbuf@0")
   with pytest.raises(ValueError, match="unknown XLA preset 'fast'"):
     ours_variant("fast@2")
+
+
+def test_dla_bench_profile_divides_by_the_updates_it_traced(monkeypatch, tmp_path):
+  # bench/dla.py profile: with K updates per call it traces whole calls, ceil(steps / K) * K updates, and the
+  # per-step figures divide by those (3 steps asked at K = 10: one call, 10 updates, not 3)
+  import contextlib  # pylint: disable=import-outside-toplevel
+  from bench import dla  # pylint: disable=import-outside-toplevel
+  ran = []
+  fake = type("V", (), {"k": 10, "run": lambda self, n: ran.append(n)})()
+  monkeypatch.setattr(dla.jax.profiler, "trace", lambda *a, **k: contextlib.nullcontext())
+  monkeypatch.setattr(dla.trace_summary, "summarize", lambda d, steps, process: {"steps": steps})
+  monkeypatch.delenv("OUT", raising=False)
+  assert dla.profile(fake, 3, "x")["steps"] == 10 and ran == [10]
+  ran.clear()
+  assert dla.profile(fake, 11, "x")["steps"] == 20 and ran == [20]
