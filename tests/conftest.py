@@ -14,6 +14,8 @@ if "--xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
 # XLA kills the process when a CPU all-reduce waits 40 s for some of its devices. With 8 forced devices on
 # CI's 2 cores that happened once (a notebook kernel, one run in 54 when rerun under load): 120 s gives a
 # straggler time to arrive; a real deadlock still ends the test, 80 s later.
+# (CI's next abort of this kind was such a deadlock, not a straggler: more than 32 programs queued per
+# device; the trainer now keeps at most 8 in flight, see aila_jax/train/trainer.py _IN_FLIGHT.)
 if "--xla_cpu_collective_call_terminate_timeout_seconds" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_cpu_collective_call_terminate_timeout_seconds=120"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

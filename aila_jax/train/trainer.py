@@ -10,6 +10,7 @@ one that was not (bit for bit on CPU).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import functools
 import json
@@ -93,12 +94,41 @@ def _build_state(model, tx, task, example: dict, seed: int, mesh) -> TrainState:
   return jax.jit(init, out_shardings=sharding.replicated(mesh))()
 
 
+# Calls the host may dispatch ahead of the devices. XLA's PjRt clients admit at most 32 programs in flight per
+# device (a semaphore each) and take each device's slot on a thread of their own, so with several devices and
+# more than 32 queued a later program can take a device's last slot before an earlier one that shares an
+# all-reduce with it: both wait for ever and XLA aborts the process ("waiting for `all reduce ...` ... may be
+# stuck", then the rendezvous's termination timeout). Seen with 8 forced CPU devices on 2 loaded cores (the
+# eval loop over cached batches, 1 run in 4; a 20-batch stand-alone loop 3 in 3, none paced at 8). Waiting for
+# the result of the call `_IN_FLIGHT` back keeps the queue below that and never drains it.
+_IN_FLIGHT = 8
+
+
+class _Pacer:
+  """Keeps at most ``depth`` dispatched calls unfinished: ``add(out)`` after each call waits for the output of
+  the call ``depth`` before it (already done in the steady state, so the devices' queue never runs dry)."""
+
+  def __init__(self, depth: int = _IN_FLIGHT):
+    self.depth, self.outputs = depth, collections.deque()
+
+  def add(self, out) -> None:
+    self.outputs.append(out)
+    if len(self.outputs) > self.depth:
+      jax.block_until_ready(self.outputs.popleft())
+
+
+@jax.jit
+def _add_sums(total: dict, sums: dict) -> dict:
+  return jax.tree_util.tree_map(jnp.add, total, sums)  # one program per batch, not one per metric
+
+
 def evaluate(state, eval_fn, batches) -> dict[str, float]:
   """Sums ``eval_fn`` over all batches (global arrays) on device, then divides by the example count."""
-  total = None
+  total, pacer = None, _Pacer()
   for batch in batches:
     sums = eval_fn(state, batch)
-    total = sums if total is None else jax.tree_util.tree_map(jnp.add, total, sums)
+    total = sums if total is None else _add_sums(total, sums)
+    pacer.add(total)
   total = jax.device_get(total)
   count = float(total.pop("count"))
   return {f"eval/{k}": float(v) / max(count, 1.0) for k, v in total.items()} | {"eval/count": count}
@@ -396,6 +426,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
   saved_step = step0 if restored is not None else None
   train_start = time.perf_counter()
   per_call = config.get("steps_per_call", 1)
+  pacer = _Pacer()
 
   def steps_in_call(step: int) -> int:
     """``per_call`` if steps ``step .. step + per_call - 1`` hold no log, eval or checkpoint step before the last
@@ -430,6 +461,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict[str, Any]:
         stacked = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *batches)
         state, step_metrics = p_chunk(state, sharding.to_global(stacked, stacked_sharding))
         pending.append(((step - count + 1, count), step_metrics))
+      pacer.add(step_metrics)  # the metrics, not the state: its buffers are donated to the next call
       if step == step0 + count:  # one sync: the first call's time is mostly compilation
         try:
           jax.block_until_ready(state)
