@@ -128,14 +128,17 @@ def worker(args) -> None:
   make = jax.jit(_random_batch(data.example, config.batch_size, data.model_kwargs.get("vocab_size")),
                  out_shardings=data_sharding)
   batches = [make(jax.random.PRNGKey(i)) for i in range(2)]  # two, so no step reuses its input's buffers
+  pacer = trainer._Pacer()  # pylint: disable=protected-access  (at most 8 steps queued, as the trainer)
   t0 = time.perf_counter()
   for i in range(args.warmup):
     state, metrics = step(state, batches[i % 2])
+    pacer.add(metrics)
   jax.block_until_ready((state, metrics))
   warmup_s = time.perf_counter() - t0
   t0 = time.perf_counter()
   for i in range(args.steps):
     state, metrics = step(state, batches[i % 2])
+    pacer.add(metrics)
   jax.block_until_ready((state, metrics))
   seconds = time.perf_counter() - t0
   loss = float(jax.device_get(metrics["loss"]))
