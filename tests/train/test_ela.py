@@ -216,9 +216,10 @@ def test_paired_resnet56_configs_differ_only_in_ela_enabled(mixer):
 def test_scanned_calls_observe_every_step_like_single_steps(tmp_path, data_dir):
   # steps_per_call=5: each call's 5 steps come back stacked; the controller must see every step's KLs in order,
   # so its EMAs, decisions, recompiles and the trained parameters equal those of one update per call
+  # probe_every=10: the probes (steps 20, 30, 40) fall on the last step of a 5-step call, which must then run apart
   runs = {}
   for k in (1, 5):
-    config = _ela_config(data_dir)
+    config = _ela_config(data_dir, probe_every=10)
     config.steps_per_call = k
     runs[k] = (train_and_evaluate(config, tmp_path / f"k{k}"), read_metrics(tmp_path / f"k{k}"))
   (one, rows1), (five, rows5) = runs[1], runs[5]
