@@ -119,7 +119,8 @@ def main():
     rows.append(row)
     extra = (f"  removes {row['removed_fraction_of_layer_attention']:.1%} of {row['layer_attention_ms']:.3f} ms "
              f"layer attention" if "removed_fraction_of_layer_attention" in row else "")
-    print(f"{spec:45s} {ms[spec]:8.3f} ms/step x{row['ratio_vs_residual']:.3f}{extra}", flush=True)
+    ratio = "" if row["ratio_vs_residual"] is None else f" x{row['ratio_vs_residual']:.3f}"  # no matching residual
+    print(f"{spec:45s} {ms[spec]:8.3f} ms/step{ratio}{extra}", flush=True)
   result = {"device": kind, "jax": jax.__version__, "depth": args.depth, "batch": args.batch, "dtype": args.dtype,
             "rounds": args.rounds, "loop": args.loop, "rows": rows, "not_compiled_within_budget": dropped,
             "command": " ".join(sys.argv)}

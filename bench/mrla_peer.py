@@ -294,8 +294,9 @@ def main():
                       "ours_relative_cost": ours["relative_cost"], "official_best_relative_cost": best_rel,
                       "overhead_ratio": ((ours["relative_cost"] - 1) / (best_rel - 1)
                                          if ours["relative_cost"] and best_rel and best_rel > 1 else None)}
+      fmt = lambda v: "-" if v is None else f"{v:.3f}"  # no relative cost without the plain network timed
       print(f"{net}: ours {summary[net]['throughput_ratio']:.2f}x the official best images/s; relative cost "
-            f"{ours['relative_cost']:.3f} vs official best {best_rel:.3f}", flush=True)
+            f"{fmt(ours['relative_cost'])} vs official best {fmt(best_rel)}", flush=True)
   result = {"device": kind, "torch_device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
             "jax": jax.__version__, "torch": getattr(torch, "__version__", None), "batch": args.batch,
             "size": args.size,
