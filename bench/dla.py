@@ -227,7 +227,11 @@ def subset_cifar(src: pathlib.Path, dst: pathlib.Path, n_train: int, n_test: int
 
 
 def cifar_run(args, data_dir, epochs, batch=128):
-  """``epochs`` epochs of configs/cifar10_dla.py through train_and_evaluate: accuracy and pipeline images/s."""
+  """``epochs`` epochs of configs/cifar10_dla.py through train_and_evaluate: accuracy and pipeline images/s.
+
+  ``images_per_s_after_first_step`` divides the updates after the first call by the trainer's
+  ``train_seconds`` less its first call, which include the evaluations run inside the loop (every epoch's but
+  the last); ``..._without_evals`` also takes those evaluations' own seconds (``eval/seconds``) out."""
   from aila_jax.train import config_check, train_and_evaluate
   from aila_jax.train.metrics import read_metrics
   from configs import cifar10_dla
@@ -252,8 +256,10 @@ def cifar_run(args, data_dir, epochs, batch=128):
   t = time.perf_counter()
   r = train_and_evaluate(config, workdir)
   wall = time.perf_counter() - t
+  rows = read_metrics(workdir)
   evals = [{"step": row["step"], "epoch": row["step"] / steps_per_epoch, "accuracy": row["eval/accuracy"]}
-           for row in read_metrics(workdir) if "eval/accuracy" in row]
+           for row in rows if "eval/accuracy" in row]
+  loop_eval_s = sum(row.get("eval/seconds", 0.0) for row in rows if "eval/accuracy" in row and row["step"] < r["step"])
   if r.get("preempted"):  # SIGTERM (e.g. the command's timeout): the trainer saved a checkpoint and stopped
     last = (f"last test accuracy {evals[-1]['accuracy']:.4f} at step {evals[-1]['step']}" if evals
             else "no test evaluation yet")
@@ -269,6 +275,10 @@ def cifar_run(args, data_dir, epochs, batch=128):
          "evals": evals, "train_seconds": r["train_seconds"], "first_step_seconds": r["first_step_seconds"],
          "images_per_s_after_first_step": ((r["step"] - r.get("first_call_steps", 1)) * batch / after_first
                                            if after_first > 0 else None),
+         "eval_seconds_in_loop": loop_eval_s,
+         "images_per_s_after_first_step_without_evals": (
+             (r["step"] - r.get("first_call_steps", 1)) * batch / (after_first - loop_eval_s)
+             if after_first - loop_eval_s > 0 else None),
          "wall_seconds": wall, "overrides": args.set}
   shutil.rmtree(workdir, ignore_errors=True)
   return out

@@ -481,7 +481,8 @@ def main(argv=None):
     save()
 
   ours, peer = result["ours"] or {}, result["peer"] or {}
-  both = "final_epoch_test_accuracy" in ours and "final_epoch_test_accuracy" in peer and "stopped" not in peer
+  both = (ours.get("final_epoch_test_accuracy") is not None and peer.get("final_epoch_test_accuracy") is not None
+          and "stopped" not in peer)  # None: no evaluation at the last epoch (e.g. steps not a multiple of epochs)
   result["summary"] = {
       "final_epoch_test_accuracy": {"ours": ours.get("final_epoch_test_accuracy"),
                                     "peer": peer.get("final_epoch_test_accuracy")},

@@ -216,8 +216,10 @@ def main(argv=None) -> dict:
   p.add_argument("--num_processes", type=int, default=1, help=argparse.SUPPRESS)
   p.add_argument("--process_id", type=int, default=0, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
-  args.steps = args.steps or (3 if args.smoke else 100)
-  args.warmup = args.warmup or (1 if args.smoke else 10)
+  args.steps = args.steps if args.steps is not None else (3 if args.smoke else 100)
+  args.warmup = args.warmup if args.warmup is not None else (1 if args.smoke else 10)  # --warmup=0: none
+  if args.steps < 1 or args.warmup < 0:
+    p.error(f"--steps must be >= 1 and --warmup >= 0; got --steps={args.steps} --warmup={args.warmup}")
   if args.worker:
     sys.path.insert(0, str(REPO))
     worker(args)
