@@ -44,6 +44,7 @@ import math
 import multiprocessing
 import os
 import pathlib
+import shutil
 import statistics
 import sys
 import tempfile
@@ -134,6 +135,7 @@ def main():
       r = train_and_evaluate(config, run_dir)
       wall = time.perf_counter() - t
       params = _params_from_log(run_dir)
+      shutil.rmtree(run_dir, ignore_errors=True)  # its checkpoints: read, not kept
       first = r["first_step_seconds"]  # a fresh workdir: this run trained
       row = {"mixer": mixer, "depth": args.depth, "epochs": epochs, "seed": seed,
              "overrides": args.set, "steps": r["step"],
@@ -179,6 +181,7 @@ def main():
     result["prices_summary"] = summarize(result["prices"])
     print_summary(result["prices_summary"], result["prices_seconds"])
   save()
+  shutil.rmtree(work, ignore_errors=True)  # the price runs' workdirs
   print(f"done in {time.perf_counter() - start:.1f} s; wrote {json_path}", flush=True)
 
 
