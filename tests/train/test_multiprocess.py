@@ -65,3 +65,17 @@ def test_two_processes_train_together(tmp_path, data_dir):
     assert read % (batch // 2) == 0 and distinct <= 60000 // 2
   assert final_metrics["data/records_read_by_several_processes"] == 0  # disjoint shards
   assert final_metrics["data/distinct_records"] == sum(d for _, d in local) >= steps * batch
+  # each process evaluated its own half of the test set: the two-process evaluation equals one process's of
+  # the same checkpoint (resumed at the last step, the trainer only evaluates). Both processes evaluating
+  # process 0's rows kept eval/count at 10,000 and passed the checks above (mutation testing, 2026-12-08)
+  import shutil  # pylint: disable=import-outside-toplevel
+  from configs import testing  # pylint: disable=import-outside-toplevel
+  from aila_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  shutil.copytree(tmp_path / "run", tmp_path / "one")
+  config = testing.get_config()
+  config.data_dir, config.progress = str(data_dir), False
+  config.num_train_steps, config.checkpoint_every, config.eval_every = 100, 50, 0
+  one = train_and_evaluate(config, tmp_path / "one")
+  assert one["step"] == 100 and one["eval/count"] == 10000
+  assert one["eval/accuracy"] == final["eval/accuracy"]
+  assert abs(one["eval/loss"] - final["eval/loss"]) <= 1e-5 * abs(final["eval/loss"])
