@@ -103,6 +103,7 @@ def main(argv=None):
       for where in ("host", "device")}
   name = f"augment_on_{kind.replace(' ', '-')}{'_' + args.tag if args.tag else ''}.json"
   path = pathlib.Path(args.out) / name
+  path.parent.mkdir(parents=True, exist_ok=True)  # a new --out folder lost the whole measurement
   save_result(path, result, indent=2)
   for k, v in result["pipeline_images_per_s"].items():
     print(f"pipeline {k:36s} {v:10,.0f} img/s")
