@@ -727,8 +727,9 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
       if not row.get("paired_seeds"):
         continue
       no, yes = row["noela"], row["ela"]
-      rows.append((f"ELA accuracy, {mixer} ResNet-56, {r['epochs']} epochs, seeds {row['paired_seeds']} "
-                   f"(test accuracy, mean +- sd; JPEG copy)",
+      model_sets = [x for x in r.get("sets") or [] if x.startswith("model.")]  # a changed model: in the label
+      rows.append((f"ELA accuracy, {mixer} ResNet-56, {r['epochs']} epochs, seeds {row['paired_seeds']}"
+                   + (f", {', '.join(model_sets)}" if model_sets else "") + " (test accuracy, mean +- sd; JPEG copy)",
                    f"with ELA {_pct(yes['test_accuracy_mean'])}{_spread(yes.get('test_accuracy_std'))}, without "
                    f"{_pct(no['test_accuracy_mean'])}{_spread(no.get('test_accuracy_std'))} "
                    f"({100 * row['accuracy_ela_minus_noela']:+.2f} points); training seconds with / "

@@ -59,3 +59,20 @@ def test_depth_peer_ratio_is_ours_over_the_peers_throughput(tmp_path):
   (tmp_path / "depth_GPU_t.json").write_text(json.dumps({"device": "GPU", "rows": rows, "batch": 8}))
   (label, ratio, name), = figures.peer_ratios(figures.Results(figures.collect([tmp_path])))
   assert ratio == 2.5 and name == "depth_GPU_t.json" and label.startswith("ResNet-20 residual vs PyTorch eager")
+
+
+def test_ela_accuracy_rows_of_different_models_have_different_labels(tmp_path):
+  # the run with model.mixer_kwargs.norm_init=zero was labelled exactly like the one with the official init
+  arm = lambda acc: {"test_accuracy_mean": acc, "test_accuracy_std": None, "train_seconds_mean": 1.0}
+  summary = {"mrla_base": {"paired_seeds": [0], "noela": arm(0.5), "ela": arm(0.5), "accuracy_ela_minus_noela": 0.0,
+                           "train_seconds_ela_over_noela": 1.0}}
+  _ela_file(tmp_path, "ela_accuracy_GPU_e4.json", "GPU", summary)
+  _ela_file(tmp_path, "ela_accuracy_GPU_e4_zero.json", "GPU", summary)
+  path = tmp_path / "ela_accuracy_GPU_e4_zero.json"
+  path.write_text(json.dumps(dict(json.loads(path.read_text()),
+                                  sets=["dtype=bfloat16", "model.mixer_kwargs.norm_init=zero"])))
+  labels = [r[0] for r in figures.headline_rows(figures.Results(figures.collect([tmp_path])))
+            if r[0].startswith("ELA accuracy")]
+  assert labels == ["ELA accuracy, mrla_base ResNet-56, 4 epochs, seeds [0] (test accuracy, mean +- sd; JPEG copy)",
+                    "ELA accuracy, mrla_base ResNet-56, 4 epochs, seeds [0], model.mixer_kwargs.norm_init=zero "
+                    "(test accuracy, mean +- sd; JPEG copy)"]
