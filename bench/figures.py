@@ -619,7 +619,8 @@ def headline_rows(res: Results) -> list[tuple[str, str, str, str, str]]:
       if "aila_mlp_aila1_linear" in runs:
         lin = runs["aila_mlp_aila1_linear"]
         ours += f"; connection='linear' {_pct(lin['test_accuracy'])} in {lin['train_seconds_excl_compile']:.1f} s"
-      rows.append(("IMDB sentiment", ours, "not available", f"our baselines: {others}", src(name)))
+      label = "IMDB sentiment" + (" (CPU run)" if res.device(name) == "cpu" else "")
+      rows.append((label, ours, "not available", f"our baselines: {others}", src(name)))
   # DLA.
   for name in res.names(r"dla_(?!port_check).*\.json"):
     w = res[name].get("workloads") or {}
