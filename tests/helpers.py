@@ -77,3 +77,43 @@ def random_variables(model, *args, seed: int = 0):
 
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), *args)
   return jax.tree_util.tree_map_with_path(lambda pa, l: jnp.asarray(fill(pa, l), jnp.float32), shapes)
+
+
+class RecordSource:
+  """A data source without ``get_batch``/``arrays`` (like ``tfds.data_source``): read one record at a time."""
+
+  def __init__(self, inner):
+    self._inner = inner
+
+  def __len__(self):
+    return len(self._inner)
+
+  def __getitem__(self, index):
+    return self._inner[index]
+
+
+class FakeTorchTensor:
+  """A stand-in torch tensor over a numpy array ``.a`` (for bench scripts timed against PyTorch, without it)."""
+
+  def __init__(self, a):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    self.a = np.asarray(a)
+
+  def to(self, *_):
+    return self
+
+  def requires_grad_(self):
+    return self
+
+  def float(self):
+    return self
+
+  def cpu(self):
+    return self
+
+  def numpy(self):
+    return self.a
+
+  def transpose(self, i, j):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    return FakeTorchTensor(np.swapaxes(self.a, i, j))

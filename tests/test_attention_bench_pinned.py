@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench import attention
+from helpers import FakeTorchTensor
 
 
 # --- the timer ------------------------------------------------------------------------------------------------
@@ -64,31 +65,6 @@ def test_flop_conventions():
 
 # --- bench_shape with fakes -----------------------------------------------------------------------------------
 
-class _T:
-  """A stand-in torch tensor over a numpy array."""
-
-  def __init__(self, a):
-    self.a = np.asarray(a)
-
-  def to(self, *_):
-    return self
-
-  def requires_grad_(self):
-    return self
-
-  def float(self):
-    return self
-
-  def cpu(self):
-    return self
-
-  def numpy(self):
-    return self.a
-
-  def transpose(self, i, j):
-    return _T(np.swapaxes(self.a, i, j))
-
-
 def _fake_torch(monkeypatch, seen):
   backend = [None]
 
@@ -100,11 +76,11 @@ def _fake_torch(monkeypatch, seen):
 
   def sdpa(q, k, v, is_causal=False):
     seen.append(("sdpa", backend[0], is_causal, q.a.shape))
-    return _T(4 * q.a)  # torch's output: 4x our dispatched one (which is q), in [B, H, L, D]
+    return FakeTorchTensor(4 * q.a)  # torch's output: 4x our dispatched one (which is q), in [B, H, L, D]
 
   torch = types.ModuleType("torch")
   torch.bfloat16 = "bf16"
-  torch.from_numpy = _T
+  torch.from_numpy = FakeTorchTensor
   torch.no_grad = contextlib.nullcontext
   torch.autograd = types.SimpleNamespace(grad=lambda out, inputs, g: ("grad", backend[0]))
   torch.cuda = types.SimpleNamespace(synchronize=lambda: None, empty_cache=lambda: None)

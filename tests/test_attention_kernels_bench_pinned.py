@@ -10,26 +10,14 @@ import jax
 import numpy as np
 import pytest
 
+from helpers import FakeTorchTensor
+
 
 @pytest.fixture
 def kernels(monkeypatch):
   monkeypatch.syspath_prepend(".")  # the script puts bench/ on sys.path; undone after the test
   from bench import attention_kernels  # pylint: disable=import-outside-toplevel
   return attention_kernels
-
-
-class _T:
-  def __init__(self, a):
-    self.a = np.asarray(a)
-
-  def to(self, *_):
-    return self
-
-  def requires_grad_(self):
-    return self
-
-  def transpose(self, i, j):
-    return _T(np.swapaxes(self.a, i, j))
 
 
 # --shape 1,4,2,4 (non-causal): FLOPs = 2.5 * 4*1*2*4*4*4 = 1280. Rows in the order the script times them, with
@@ -86,11 +74,11 @@ def test_rows_ratios_and_errors(kernels, monkeypatch, tmp_path, capsys):
 
   def sdpa(q, k, v):
     seen.append(("sdpa", backend[0], q.a.shape))
-    return _T(q.a)
+    return FakeTorchTensor(q.a)
 
   torch = types.ModuleType("torch")
   torch.bfloat16 = "bf16"
-  torch.from_numpy = _T
+  torch.from_numpy = FakeTorchTensor
   torch.cuda = types.SimpleNamespace(is_available=lambda: True, synchronize=lambda: None)
   torch.nn = types.SimpleNamespace(functional=types.SimpleNamespace(scaled_dot_product_attention=sdpa))
   torch.autograd = types.SimpleNamespace(grad=lambda out, inputs, g: None)

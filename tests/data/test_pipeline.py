@@ -4,28 +4,16 @@ import pytest
 
 from aila_jax.data import datasets, pipeline, sources
 from aila_jax.errors import ConfigError
+from helpers import RecordSource
 
 SPEC = sources.get_spec("mnist")
 PRE = datasets.Normalize(SPEC.mean, SPEC.std)
 
 
-class _RecordSource:
-  """A source without ``arrays`` (like ``tfds.data_source``): read one record at a time."""
-
-  def __init__(self, inner):
-    self._inner = inner
-
-  def __len__(self):
-    return len(self._inner)
-
-  def __getitem__(self, index):
-    return self._inner[index]
-
-
 def _source(n=50, kind="array"):
   images = np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, 28, 28, 1), np.uint8)
   src = sources.ArraySource({"image": images, "label": np.arange(n) % 10})
-  return src if kind == "array" else _RecordSource(src)
+  return src if kind == "array" else RecordSource(src)
 
 
 KINDS = pytest.mark.parametrize("kind", ["array", "records"])

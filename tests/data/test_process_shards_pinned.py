@@ -6,28 +6,16 @@ import pytest
 
 from aila_jax.data import pipeline, sources
 from aila_jax.errors import ConfigError
+from helpers import RecordSource
 
 
 def _ident(batch):
   return batch
 
 
-class _RecordSource:
-  """No get_batch (like tfds.data_source): read one record at a time."""
-
-  def __init__(self, inner):
-    self._inner = inner
-
-  def __len__(self):
-    return len(self._inner)
-
-  def __getitem__(self, index):
-    return self._inner[index]
-
-
 def _src(n, kind):
   src = sources.ArraySource({"id": np.arange(n, dtype=np.int64)})
-  return src if kind == "array" else _RecordSource(src)
+  return src if kind == "array" else RecordSource(src)
 
 
 KINDS = pytest.mark.parametrize("kind", ["array", "records"])

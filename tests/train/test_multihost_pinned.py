@@ -12,6 +12,7 @@ from jax.experimental import multihost_utils
 from aila_jax.data import sources
 from aila_jax.errors import ConfigError
 from aila_jax.train import multihost
+from helpers import RecordSource
 
 
 # --- the coordinator address ---
@@ -181,17 +182,6 @@ def _src(n):
   return sources.ArraySource({"id": np.arange(n), "x": np.arange(n) * 2.0})
 
 
-class _RecordSource:
-  def __init__(self, inner):
-    self._inner = inner
-
-  def __len__(self):
-    return len(self._inner)
-
-  def __getitem__(self, i):
-    return self._inner[i]
-
-
 def test_count_reads_counts_every_row_read_and_marks_the_rows():
   counter = multihost.count_reads(_src(10))
   assert hasattr(counter, "get_batch") and len(counter) == 10 and counter.seen.shape == (10,)
@@ -204,7 +194,7 @@ def test_count_reads_counts_every_row_read_and_marks_the_rows():
 
 
 def test_count_reads_of_a_record_source_has_no_get_batch():
-  counter = multihost.count_reads(_RecordSource(_src(4)))
+  counter = multihost.count_reads(RecordSource(_src(4)))
   assert not hasattr(counter, "get_batch")
   assert counter[2]["id"] == 2 and counter.records == 1 and counter.seen.tolist() == [False, False, True, False]
 
