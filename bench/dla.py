@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gzip
 import importlib.util
 import json
 import os
@@ -308,20 +307,10 @@ def profile(v: Ours, steps: int, name: str) -> dict:
 
 def profile_peer(v: Peer, steps: int, name: str) -> dict:
   """:func:`profile` for a PyTorch peer: ``steps`` steps under ``torch.profiler`` (CPU and CUDA activity),
-  summarised by the same kernel kinds (``trace_summary.summarize_torch``); the Chrome trace is kept as
+  summarised by the same kernel kinds (``trace_summary.profile_torch``); the Chrome trace is kept as
   ``$OUT/trace_<name>.json.gz`` when ``$OUT`` is set."""
-  from torch.profiler import ProfilerActivity  # pylint: disable=import-outside-toplevel
-  activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if v.device == "cuda" else [])
-  trace_dir = pathlib.Path(tempfile.mkdtemp(prefix="dla_torch_trace_"))
-  path = trace_dir / f"trace_{name}.json"
-  with torch.profiler.profile(activities=activities) as prof:
-    v.run(steps)
-  prof.export_chrome_trace(str(path))
-  summary = trace_summary.summarize_torch(path, steps)
-  if os.environ.get("OUT"):
-    with open(path, "rb") as src, gzip.open(pathlib.Path(os.environ["OUT"]) / f"{path.name}.gz", "wb") as dst:
-      shutil.copyfileobj(src, dst)
-  shutil.rmtree(trace_dir, ignore_errors=True)
+  keep = pathlib.Path(os.environ["OUT"]) / f"trace_{name}.json.gz" if os.environ.get("OUT") else None
+  summary = trace_summary.profile_torch(v.run, steps, cuda=v.device == "cuda", keep=keep)
   _print_profile(name, summary)
   return summary
 

@@ -251,16 +251,10 @@ def main():
           k["hlo"] = sources[k["name"]]
     else:  # the official code's kernels under torch.profiler, summarised by the same kinds
       key = f"{r['net']}@torch_{r['mode']}"
-      with tempfile.TemporaryDirectory() as d:
-        try:
-          activities = [torch.profiler.ProfilerActivity.CPU] + (
-              [torch.profiler.ProfilerActivity.CUDA] if device == "cuda" else [])
-          with torch.profiler.profile(activities=activities) as prof:
-            r["fn"](args.profile)
-          prof.export_chrome_trace(str(pathlib.Path(d) / "trace.json"))
-          profile[key] = trace_summary.summarize_torch(pathlib.Path(d) / "trace.json", args.profile)
-        except Exception as e:  # pylint: disable=broad-except  (a profile that fails is reported, not fatal)
-          profile[key] = {"error": f"{type(e).__name__}: {e}"}
+      try:
+        profile[key] = trace_summary.profile_torch(r["fn"], args.profile, cuda=device == "cuda")
+      except Exception as e:  # pylint: disable=broad-except  (a profile that fails is reported, not fatal)
+        profile[key] = {"error": f"{type(e).__name__}: {e}"}
       got = profile[key]
     if "busy_ms_per_step" in got:
       print(f"profile {key:11s} busy {got['busy_ms_per_step']:.2f} ms of a {got['span_ms_per_step']:.2f} ms "

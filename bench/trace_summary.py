@@ -24,6 +24,8 @@ import gzip
 import json
 import pathlib
 import re
+import shutil
+import tempfile
 
 CATEGORIES = (
     ("conv_gemm", re.compile(r"conv|xmma|cudnn|implicit|gemm|cutlass|sm\d\d_|wgrad|dgrad|fprop|winograd", re.I)),
@@ -74,6 +76,22 @@ def summarize_torch(trace_path, steps: int, top: int = 25) -> dict:
   kernels = [e for e in events if e.get("ph") == "X" and e.get("cat") in TORCH_DEVICE_CATEGORIES
              and e.get("dur", 0) > 0]
   return summarize_kernels(kernels, steps, "torch", top)
+
+
+def profile_torch(run, steps: int, *, cuda: bool, keep=None, top: int = 25) -> dict:
+  """``run(steps)`` under ``torch.profiler`` (CPU activity, and CUDA's with ``cuda``), summarised by
+  :func:`summarize_torch`; ``keep``: a path where the Chrome trace is also written, gzipped."""
+  import torch  # pylint: disable=import-outside-toplevel  (only the PyTorch peers' benchmarks call this)
+  activity = torch.profiler.ProfilerActivity
+  with tempfile.TemporaryDirectory() as d:
+    path = pathlib.Path(d) / "trace.json"
+    with torch.profiler.profile(activities=[activity.CPU] + ([activity.CUDA] if cuda else [])) as prof:
+      run(steps)
+    prof.export_chrome_trace(str(path))
+    if keep is not None:
+      with open(path, "rb") as src, gzip.open(keep, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return summarize_torch(path, steps, top)
 
 
 def summarize_kernels(kernels, steps: int, process: str, top: int = 25) -> dict:

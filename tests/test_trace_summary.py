@@ -81,3 +81,38 @@ def test_torch_chrome_trace_counts_only_device_events(tmp_path, gz):
   assert cats == pytest.approx({"conv_gemm": 0.010, "reduce_fusion": 0.005, "fusion": 0.005, "copy_memset": 0.005})
   with pytest.raises(FileNotFoundError, match="export_chrome_trace"):
     trace_summary.summarize_torch(tmp_path / "missing.json", steps=1)
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_profile_torch_runs_the_steps_under_the_profiler_and_keeps_the_trace(tmp_path, monkeypatch, cuda):
+  # a stand-in torch.profiler: records the activities and the steps run inside it, writes a two-kernel trace
+  import sys  # pylint: disable=import-outside-toplevel
+  import types  # pylint: disable=import-outside-toplevel
+  seen = {}
+  events = [{"ph": "X", "cat": "kernel", "ts": 0, "dur": 30, "name": "gemm_a"},
+            {"ph": "X", "cat": "kernel", "ts": 50, "dur": 10, "name": "triton_poi_fused_relu"}]
+
+  class Profile:
+    def __init__(self, activities):
+      seen["activities"] = activities
+
+    def __enter__(self):
+      seen["inside"] = True
+      return self
+
+    def __exit__(self, *exc):
+      seen["inside"] = False
+
+    def export_chrome_trace(self, path):
+      with open(path, "w") as f:
+        json.dump({"traceEvents": events}, f)
+
+  profiler = types.SimpleNamespace(ProfilerActivity=types.SimpleNamespace(CPU="cpu", CUDA="cuda"), profile=Profile)
+  monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(profiler=profiler))
+  run = lambda n: seen.update(steps=n, ran_inside=seen["inside"])
+  s = trace_summary.profile_torch(run, 4, cuda=cuda, keep=tmp_path / "kept.json.gz")
+  assert seen["activities"] == (["cpu", "cuda"] if cuda else ["cpu"])
+  assert seen["steps"] == 4 and seen["ran_inside"]
+  assert s["kernels"] == 2 and s["kernel_ms_per_step"] == pytest.approx(0.040 / 4)  # 40 us over 4 steps
+  with gzip.open(tmp_path / "kept.json.gz", "rt") as f:
+    assert json.load(f)["traceEvents"] == events
